@@ -1,0 +1,102 @@
+// Package testenv holds the helpers that every mmiotrace test shares: skipping
+// only when the machine truly lacks a feature, and building C and Go fixture
+// programs.
+//
+// A skip is a failure when MMIOTRACE_REQUIRE_ALL=1 is set, as .ci/run does: on
+// the CI machine ptrace, perf breakpoints and AVX-512 all work, so a skip there
+// means a broken test, not a missing feature.
+package testenv
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// RequireAll reports whether every test must run (MMIOTRACE_REQUIRE_ALL=1).
+func RequireAll() bool { return os.Getenv("MMIOTRACE_REQUIRE_ALL") == "1" }
+
+// Skip skips the test with the given reason, or fails it under RequireAll.
+// The reason must say which kernel or machine feature is missing.
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if RequireAll() {
+		t.Fatalf("MMIOTRACE_REQUIRE_ALL=1 but test would skip: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+var buildMu sync.Mutex
+
+// cacheDir returns a directory shared by all test binaries of one user, so that
+// fixtures are compiled once per source and flags, not once per test.
+func cacheDir(t testing.TB) string {
+	t.Helper()
+	dir := filepath.Join(os.TempDir(), "mmiotrace-test-fixtures")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("fixture cache: %v", err)
+	}
+	return dir
+}
+
+// key hashes everything that determines a build's output.
+func key(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// BuildC compiles the C source file src with gcc and returns the executable's
+// path. Extra arguments (for example "-pthread", "-pie", "-ldl") are passed to
+// gcc after the source. Builds are cached by content and flags.
+func BuildC(t testing.TB, src string, args ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		Skip(t, "gcc not installed: C fixtures cannot be built")
+	}
+	code, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatalf("read fixture source: %v", err)
+	}
+	out := filepath.Join(cacheDir(t), strings.TrimSuffix(filepath.Base(src), ".c")+"-"+key(string(code), strings.Join(args, " "), runtime.Version()))
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	tmp := out + ".tmp"
+	cmd := exec.Command("gcc", append([]string{"-O1", "-g", "-Wall", "-o", tmp, src}, args...)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", src, err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		t.Fatalf("install fixture: %v", err)
+	}
+	return out
+}
+
+// BuildGo builds the Go package at dir (a path inside this module, for example
+// "./testdata/gofixture") and returns the executable's path.
+func BuildGo(t testing.TB, dir string, args ...string) string {
+	t.Helper()
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatalf("fixture path: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), filepath.Base(abs))
+	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), ".")...)
+	cmd.Dir = abs
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", dir, err, b)
+	}
+	return out
+}
