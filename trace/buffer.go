@@ -1,0 +1,171 @@
+package trace
+
+import (
+	"sync"
+	"time"
+)
+
+// Sink consumes batches of records. Write is called from one goroutine at a
+// time; the slice is reused after Write returns.
+type Sink interface {
+	Write([]Record) error
+}
+
+// Buffer carries records from the tracer loop to a writer goroutine.
+//
+// The tracer loop appends under a mutex that the writer holds only to swap two
+// slices, so an append costs an uncontended lock and a copy: no channel send,
+// no goroutine wake-up per record. The writer drains every FlushInterval, or
+// at once when the pending batch reaches its high-water mark. When the batch
+// is full the appending tracer waits for the writer: records are never
+// dropped, and a traced program whose log cannot keep up is slowed down
+// instead (the tracee waits while its tracer is blocked).
+type Buffer struct {
+	mu      sync.Mutex
+	space   sync.Cond // signalled when the writer has taken a full batch
+	pending []Record
+	limit   int
+	kick    chan struct{}
+	done    chan struct{}
+	closed  bool
+	err     error
+	written uint64
+	sink    Sink
+	flush   func() error
+	stopped chan struct{}
+}
+
+// FlushInterval is how long records may wait in a Buffer before they are
+// written, when the tracer is not producing enough to fill a batch.
+const FlushInterval = 50 * time.Millisecond
+
+// NewBuffer starts a writer goroutine draining into sink. flush, if not nil,
+// is called after each drained batch that leaves the buffer empty (to flush a
+// bufio.Writer). limit is the number of records that may be pending before
+// Append blocks.
+func NewBuffer(sink Sink, flush func() error, limit int) *Buffer {
+	if limit < 1 {
+		limit = 1 << 16
+	}
+	b := &Buffer{
+		pending: make([]Record, 0, limit),
+		limit:   limit,
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		sink:    sink,
+		flush:   flush,
+	}
+	b.space.L = &b.mu
+	go b.run()
+	return b
+}
+
+// Append queues a record, waiting while the buffer is full. It returns the
+// writer's first error, if any, so the tracer can stop early.
+func (b *Buffer) Append(r *Record) error {
+	b.mu.Lock()
+	for len(b.pending) >= b.limit && b.err == nil && !b.closed {
+		b.signal()
+		b.space.Wait()
+	}
+	if b.err != nil {
+		err := b.err
+		b.mu.Unlock()
+		return err
+	}
+	b.pending = append(b.pending, *r)
+	if len(b.pending) == b.limit/2 {
+		b.signal()
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// signal wakes the writer without blocking. Call with mu held or not.
+func (b *Buffer) signal() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Written reports how many records the sink has accepted.
+func (b *Buffer) Written() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.written
+}
+
+// Close writes everything pending, stops the writer and returns the first
+// write error.
+func (b *Buffer) Close() error {
+	b.mu.Lock()
+	if !b.closed {
+		b.closed = true
+		close(b.done)
+	}
+	b.mu.Unlock()
+	<-b.stopped
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+func (b *Buffer) run() {
+	defer close(b.stopped)
+	spare := make([]Record, 0, b.limit)
+	tick := time.NewTicker(FlushInterval)
+	defer tick.Stop()
+	for {
+		final := false
+		select {
+		case <-b.kick:
+		case <-tick.C:
+		case <-b.done:
+			final = true
+		}
+		b.mu.Lock()
+		batch := b.pending
+		b.pending = spare[:0]
+		b.space.Broadcast()
+		b.mu.Unlock()
+
+		var err error
+		if len(batch) > 0 {
+			err = b.sink.Write(batch)
+		}
+		if err == nil && b.flush != nil {
+			err = b.flush()
+		}
+		b.mu.Lock()
+		b.written += uint64(len(batch))
+		if err != nil && b.err == nil {
+			b.err = err
+			b.space.Broadcast()
+		}
+		b.mu.Unlock()
+		clear(batch) // drop Text and Fields references
+		spare = batch
+		if final {
+			// The tracer may have appended between the swap and done;
+			// drain once more under the same rules.
+			b.mu.Lock()
+			last := b.pending
+			b.pending = nil
+			b.mu.Unlock()
+			if len(last) > 0 && err == nil {
+				if err = b.sink.Write(last); err == nil && b.flush != nil {
+					err = b.flush()
+				}
+				b.mu.Lock()
+				b.written += uint64(len(last))
+				if err != nil && b.err == nil {
+					b.err = err
+				}
+				b.mu.Unlock()
+			}
+			return
+		}
+	}
+}

@@ -1,0 +1,117 @@
+// Package trace holds mmiotrace's record model: format-neutral values produced
+// by the tracers (kmmio accesses, watch hits, tracepoint events), the clock that
+// stamps them, the buffer that carries them from the tracer loop to a writer,
+// and the sinks that render them.
+//
+// The tracer loop never formats text or performs output itself: it appends
+// Records to a Buffer, and a writer goroutine drains the Buffer into a Sink.
+// The kernel's mmiotrace text format (TextSink, ParseText) is one sink among
+// possible others.
+package trace
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math/big"
+)
+
+// Kind is the type of a record; it names the line's first word in the text
+// format.
+type Kind uint8
+
+// Record kinds. The first ones are the kernel's; the rest are mmiotrace's
+// documented extensions (docs/LOG_FORMAT.md).
+const (
+	KindMap     Kind = iota + 1 // a traced mapping appears (kernel: ioremap)
+	KindUnmap                   // a traced mapping goes away (kernel: iounmap)
+	KindRead                    // a load from a traced mapping
+	KindWrite                   // a store to a traced mapping
+	KindMark                    // a user-supplied marker
+	KindUnknown                 // an access that could not be described
+	KindPCIDev                  // a PCI device whose resources are traced
+	KindName                    // extension: the name of a map id (watch symbol, mapping path)
+	KindExec                    // extension: an execute hit on a watch
+	KindEvent                   // extension: a tracepoint event
+)
+
+var kindNames = [...]string{
+	KindMap: "MAP", KindUnmap: "UNMAP", KindRead: "R", KindWrite: "W",
+	KindMark: "MARK", KindUnknown: "UNKNOWN", KindPCIDev: "PCIDEV",
+	KindName: "NAME", KindExec: "X", KindEvent: "TP",
+}
+
+// String returns the kind's keyword in the text format.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// MaxWidth is the widest single access a record can hold (an AVX-512 move).
+const MaxWidth = 64
+
+// Record is one trace event. Which fields are meaningful depends on Kind:
+//
+//	MAP      Time MapID Phys Virt Len PC TID
+//	UNMAP    Time MapID PC TID
+//	R, W     Width Time MapID Phys Value PC TID
+//	MARK     Time Text
+//	UNKNOWN  Time MapID Phys Value[0:3] (opcode bytes) PC TID
+//	PCIDEV   Text (the rest of the kernel's line, preformatted)
+//	NAME     MapID Text
+//	X        Time MapID Phys PC TID
+//	TP       Time TID Text (provider:event) Fields
+//
+// Value holds the accessed bytes in memory order (little endian), Width of
+// them. A Record is a plain value: the tracer loop fills it without
+// allocating, except for the Text of rare kinds.
+type Record struct {
+	Kind   Kind
+	Width  uint8
+	TID    int32
+	MapID  uint32
+	Time   int64 // CLOCK_MONOTONIC nanoseconds
+	Phys   uint64
+	Virt   uint64
+	Len    uint64
+	PC     uint64
+	Value  [MaxWidth]byte
+	Text   string
+	Fields []Field
+}
+
+// Field is a named, already rendered value of a tracepoint event.
+type Field struct {
+	Name  string
+	Value string
+}
+
+// SetValue stores the low width bytes of v, little endian.
+func (r *Record) SetValue(v uint64, width int) {
+	r.Width = uint8(width)
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], v)
+	copy(r.Value[:], b[:min(width, 8)])
+}
+
+// Uint64 returns the value's first 8 bytes as a little-endian integer; that is
+// the whole value for widths up to 8.
+func (r *Record) Uint64() uint64 {
+	return binary.LittleEndian.Uint64(r.Value[:8])
+}
+
+// ValueHex renders the value as the kernel does, lowercase hex without
+// leading zeros; widths above 8 print the whole little-endian value as one
+// number.
+func (r *Record) ValueHex() string {
+	w := int(r.Width)
+	if w <= 8 {
+		return fmt.Sprintf("%x", r.Uint64())
+	}
+	be := make([]byte, w)
+	for i := 0; i < w; i++ {
+		be[i] = r.Value[w-1-i]
+	}
+	return new(big.Int).SetBytes(be).Text(16)
+}

@@ -1,0 +1,161 @@
+package trace
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestTextRoundTrip(t *testing.T) {
+	var wide Record
+	wide.Kind, wide.Width, wide.Time, wide.MapID, wide.Phys, wide.PC, wide.TID = KindWrite, 16, 5_000_001_000, 2, 0x10, 0x401000, 77
+	for i := 0; i < 16; i++ {
+		wide.Value[i] = byte(i + 1)
+	}
+	var r4 Record
+	r4.Kind, r4.Time, r4.MapID, r4.Phys, r4.PC, r4.TID = KindRead, 1_000_000, 1, 0xfebf0000, 0x40112a, 1234
+	r4.SetValue(0xdeadbeef, 4)
+	unk := Record{Kind: KindUnknown, Time: 3_000_000_000, MapID: 1, Phys: 0x20, PC: 0x400000, TID: 9}
+	unk.Value[0], unk.Value[1], unk.Value[2] = 0x0f, 0xae, 0x38
+	recs := []Record{
+		{Kind: KindMap, Time: 12_345_678_901, MapID: 1, Phys: 0xfebf0000, Virt: 0x7f0000000000, Len: 0x1000, PC: 0x401000, TID: 1234},
+		r4, wide, unk,
+		{Kind: KindMark, Time: 2_000_000_000, Text: "hello world"},
+		{Kind: KindName, MapID: 3, Text: "counter"},
+		{Kind: KindExec, Time: 7, MapID: 3, Phys: 0x401000, PC: 0x401000, TID: 5},
+		{Kind: KindEvent, Time: 8_000, TID: 6, Text: "net:rx", Fields: []Field{{"len", "64"}, {"dev", "eth 0"}}},
+		{Kind: KindUnmap, Time: 13_000_000_000, MapID: 1, PC: 0x401100, TID: 1234},
+	}
+	var buf bytes.Buffer
+	s := NewTextSink(&buf)
+	if err := s.Write(recs); err != nil {
+		t.Fatal(err)
+	}
+	s.Flush()
+	want := `VERSION 20070824
+MAP 12.345678 1 0xfebf0000 0x7f0000000000 0x1000 0x401000 1234
+R 4 0.001000 1 0xfebf0000 0xdeadbeef 0x40112a 1234
+W 16 5.000001 2 0x10 0x100f0e0d0c0b0a090807060504030201 0x401000 77
+UNKNOWN 3.000000 1 0x20 0f,ae,38 0x400000 9
+MARK 2.000000 hello world
+NAME 3 counter
+X 0.000000 3 0x401000 0x401000 5
+TP 0.000008 6 net:rx len=64 dev="eth 0"
+UNMAP 13.000000 1 0x401100 1234
+`
+	if got := buf.String(); got != want {
+		t.Fatalf("text mismatch\ngot:\n%s\nwant:\n%s", got, want)
+	}
+	back, err := ParseText(strings.NewReader(buf.String() + "SOMETHING new\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back) != len(recs) {
+		t.Fatalf("parsed %d records, want %d", len(back), len(recs))
+	}
+	for i := range recs {
+		a, b := recs[i], back[i]
+		// Times lose sub-microsecond precision in text.
+		a.Time -= a.Time % 1000
+		if a.Kind == KindName || a.Kind == KindPCIDev {
+			a.Time = 0
+		}
+		if a.Kind != b.Kind || a.Time != b.Time || a.MapID != b.MapID || a.Phys != b.Phys || a.PC != b.PC || a.TID != b.TID || a.Value != b.Value || a.Text != b.Text || a.Width != b.Width {
+			t.Errorf("record %d: got %+v\nwant %+v", i, b, a)
+		}
+		if len(a.Fields) != len(b.Fields) {
+			t.Errorf("record %d: fields %v, want %v", i, b.Fields, a.Fields)
+		}
+		for j := range a.Fields {
+			if j < len(b.Fields) && a.Fields[j] != b.Fields[j] {
+				t.Errorf("record %d field %d: %v, want %v", i, j, b.Fields[j], a.Fields[j])
+			}
+		}
+	}
+}
+
+func TestParseRejectsMalformed(t *testing.T) {
+	for _, line := range []string{"R 4 1.5 1 0x0 0x1 0x2 3", "MAP 1.000000 x", "W 2 1.000000 1 0x0 0x123456 0x0 1"} {
+		if _, _, err := ParseLine(line); err == nil {
+			t.Errorf("ParseLine(%q) accepted a malformed line", line)
+		}
+	}
+}
+
+type slowSink struct {
+	mu   sync.Mutex
+	seen []uint64
+	fail error
+}
+
+func (s *slowSink) Write(recs []Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range recs {
+		s.seen = append(s.seen, recs[i].Phys)
+	}
+	return s.fail
+}
+
+func TestBufferKeepsEveryRecordInOrder(t *testing.T) {
+	sink := &slowSink{}
+	b := NewBuffer(sink, nil, 64) // tiny: forces Append to wait for the writer
+	const n = 100000
+	for i := 0; i < n; i++ {
+		r := Record{Kind: KindRead, Phys: uint64(i)}
+		if err := b.Append(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.seen) != n || b.Written() != n {
+		t.Fatalf("sink saw %d records, Written %d, want %d", len(sink.seen), b.Written(), n)
+	}
+	for i, v := range sink.seen {
+		if v != uint64(i) {
+			t.Fatalf("record %d out of order: %d", i, v)
+		}
+	}
+}
+
+func TestBufferReportsWriteError(t *testing.T) {
+	boom := errors.New("disk full")
+	b := NewBuffer(&slowSink{fail: boom}, nil, 4)
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		err = b.Append(&Record{Kind: KindRead})
+	}
+	if !errors.Is(err, boom) {
+		t.Fatalf("Append error = %v, want %v", err, boom)
+	}
+	if err := b.Close(); !errors.Is(err, boom) {
+		t.Fatalf("Close error = %v, want %v", err, boom)
+	}
+}
+
+func TestNowIsMonotonicClock(t *testing.T) {
+	var ts unix.Timespec
+	a := Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	b := Now()
+	if k := ts.Nano(); k < a-1000 || k > b+1000 {
+		t.Fatalf("CLOCK_MONOTONIC %d outside [%d, %d]: Now is not that clock", k, a, b)
+	}
+}
+
+func BenchmarkBufferAppend(b *testing.B) {
+	buf := NewBuffer(&slowSink{}, nil, 1<<14)
+	r := Record{Kind: KindRead, Width: 4}
+	for b.Loop() {
+		buf.Append(&r)
+	}
+	buf.Close()
+}
