@@ -1,0 +1,175 @@
+package ptrace
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrGone means the thread exited or was killed while the tracer was using
+// it.
+var ErrGone = errors.New("thread is gone")
+
+// FindSyscallInsn returns the address of a `syscall` instruction (0f 05) in
+// the tracee, to which injected system calls jump. It looks in the vDSO, which
+// every process has and which never changes, then in any executable mapping.
+func FindSyscallInsn(pid int, mem *Mem) (uint64, error) {
+	maps, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	if err != nil {
+		return 0, fmt.Errorf("find syscall instruction: %w", err)
+	}
+	var vdso, exec [][2]uint64
+	sc := bufio.NewScanner(bytes.NewReader(maps))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 5 || !strings.Contains(f[1], "x") {
+			continue
+		}
+		lo, hi, ok := strings.Cut(f[0], "-")
+		if !ok {
+			continue
+		}
+		a, _ := strconv.ParseUint(lo, 16, 64)
+		b, _ := strconv.ParseUint(hi, 16, 64)
+		if len(f) >= 6 && f[5] == "[vdso]" {
+			vdso = append(vdso, [2]uint64{a, b})
+		} else if len(f) >= 6 && f[5] != "[vsyscall]" {
+			exec = append(exec, [2]uint64{a, b})
+		}
+	}
+	for _, r := range append(vdso, exec...) {
+		n := min(r[1]-r[0], 1<<20)
+		buf := make([]byte, n)
+		if err := mem.ReadAt(buf, r[0]); err != nil {
+			continue
+		}
+		if i := bytes.Index(buf, []byte{0x0f, 0x05}); i >= 0 {
+			return r[0] + uint64(i), nil
+		}
+	}
+	return 0, errors.New("find syscall instruction: no vDSO and no syscall in executable mappings")
+}
+
+// Injector runs system calls inside a stopped tracee thread: it saves the
+// registers, points RIP at a syscall instruction, single-steps it and restores
+// the registers. Signals that arrive for the thread meanwhile are collected in
+// Pending, to be delivered by the caller when it resumes the thread.
+type Injector struct {
+	SyscallAddr uint64
+	// Pending receives (tid, signal) for signals that stopped the thread
+	// during an injection and were held back.
+	Pending func(tid, sig int)
+}
+
+// Syscall runs syscall nr with args in the stopped thread tid and returns its
+// result (a negative errno on failure, as the kernel returns it).
+func (in *Injector) Syscall(tid int, nr uint64, args ...uint64) (int64, error) {
+	var saved, r unix.PtraceRegs
+	if err := GetRegs(tid, &saved); err != nil {
+		return 0, err
+	}
+	r = saved
+	r.Rip = in.SyscallAddr
+	r.Rax = nr
+	// orig_rax = -1 keeps the kernel from restarting a syscall the thread
+	// may have been interrupted in when it stopped.
+	r.Orig_rax = ^uint64(0)
+	regs := []*uint64{&r.Rdi, &r.Rsi, &r.Rdx, &r.R10, &r.R8, &r.R9}
+	for i, a := range args {
+		*regs[i] = a
+	}
+	r.Eflags &^= 0x100 // no trap flag left over from an earlier step
+	if err := SetRegs(tid, &r); err != nil {
+		return 0, err
+	}
+	if err := in.step(tid); err != nil {
+		return 0, err
+	}
+	if err := GetRegs(tid, &r); err != nil {
+		return 0, err
+	}
+	if err := SetRegs(tid, &saved); err != nil {
+		return 0, err
+	}
+	return int64(r.Rax), nil
+}
+
+// step single-steps tid once and waits for the trap, holding back any other
+// signal that arrives first.
+func (in *Injector) step(tid int) error {
+	if err := SingleStep(tid, 0); err != nil {
+		return err
+	}
+	for {
+		_, ws, err := Wait(tid, false)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return fmt.Errorf("thread %d: %w", tid, ErrGone)
+		case !ws.Stopped():
+			continue
+		case ws.StopSignal() == unix.SIGTRAP && Event(ws) == 0:
+			return nil
+		case Event(ws) == unix.PTRACE_EVENT_EXIT:
+			return fmt.Errorf("thread %d: %w", tid, ErrGone)
+		case Event(ws) != 0 || IsSyscallStop(ws):
+			// A group-stop or event stop before the step completed: the
+			// step has not run yet; resume it.
+		default:
+			if in.Pending != nil {
+				in.Pending(tid, int(ws.StopSignal()))
+			}
+		}
+		if err := SingleStep(tid, 0); err != nil {
+			return err
+		}
+	}
+}
+
+// Step single-steps the instruction at the thread's current RIP and waits for
+// it to complete, holding back other signals like Syscall does. It returns the
+// signal info if the instruction itself faulted instead (si.Signo != SIGTRAP).
+func (in *Injector) Step(tid int) (Siginfo, error) {
+	if err := SingleStep(tid, 0); err != nil {
+		return Siginfo{}, err
+	}
+	for {
+		_, ws, err := Wait(tid, false)
+		if err != nil {
+			return Siginfo{}, err
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return Siginfo{}, fmt.Errorf("thread %d: %w", tid, ErrGone)
+		case !ws.Stopped():
+			continue
+		case Event(ws) == unix.PTRACE_EVENT_EXIT:
+			return Siginfo{}, fmt.Errorf("thread %d: %w", tid, ErrGone)
+		case Event(ws) != 0 || IsSyscallStop(ws):
+		case ws.StopSignal() == unix.SIGTRAP:
+			return Siginfo{Signo: int32(unix.SIGTRAP)}, nil
+		default:
+			si, err := GetSiginfo(tid)
+			if err != nil {
+				return si, err
+			}
+			if si.FromKernel() && (ws.StopSignal() == unix.SIGSEGV || ws.StopSignal() == unix.SIGBUS) {
+				return si, nil
+			}
+			if in.Pending != nil {
+				in.Pending(tid, int(ws.StopSignal()))
+			}
+		}
+		if err := SingleStep(tid, 0); err != nil {
+			return Siginfo{}, err
+		}
+	}
+}

@@ -1,0 +1,359 @@
+// Package kmmio is a user-space take on the kernel's kmmio: it traces
+// accesses to ranges of another process's memory by making the pages that
+// hold them inaccessible ("armed") and handling the faults.
+//
+// A Probe covers any [Addr, Addr+Len), aligned or not. The pages a probe
+// touches become fault pages, shared and reference-counted across overlapping
+// probes: a page is armed while at least one probe covers part of it, and it
+// is restored to the protection the program asked for when the last one goes.
+//
+// The Engine only keeps this bookkeeping and the hit protocol. Changing the
+// protection of the traced process's pages (by injecting mprotect) and
+// executing the faulting instruction (by emulation or single-step) belong to
+// the caller, which supplies a Protector and reports each access through Hit.
+//
+// Concurrency: an Engine belongs to one goroutine, the tracer loop, which is
+// also the only goroutine that may change the traced process. A traced thread
+// that faults is stopped until the loop has handled its hit from start to
+// finish, so hits never overlap one another. Handlers may Unregister probes,
+// including the one being hit: the probe stops being found at once, and the
+// release of its pages is deferred until the hit in flight ends (EndHit),
+// because the caller may still be using the page's state, as the kernel
+// defers freeing fault pages to an RCU grace period.
+package kmmio
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// PageSize is the x86-64 base page size that protections apply to.
+const PageSize = 4096
+
+// Protection bits as mmap and mprotect take them.
+const (
+	ProtNone  = 0x0
+	ProtRead  = 0x1
+	ProtWrite = 0x2
+	ProtExec  = 0x4
+)
+
+// Protector changes the protection of pages in the traced process.
+type Protector interface {
+	Protect(addr, length uint64, prot int) error
+}
+
+// Probe traces accesses to [Addr, Addr+Len).
+type Probe struct {
+	Addr, Len uint64
+	// Pre, if set, runs before an access to the probe's range is executed.
+	Pre func(*Hit)
+	// Post, if set, runs after it, with the access's value in Hit.
+	Post func(*Hit)
+	// Data is for the probe's owner.
+	Data any
+
+	engine *Engine
+}
+
+// End returns the first address after the probe.
+func (p *Probe) End() uint64 { return p.Addr + p.Len }
+
+// Contains reports whether addr lies in the probe's range.
+func (p *Probe) Contains(addr uint64) bool { return addr >= p.Addr && addr-p.Addr < p.Len }
+
+// Hit describes one access to a probed range.
+type Hit struct {
+	Probe *Probe
+	TID   int
+	PC    uint64 // the accessing instruction
+	Addr  uint64 // first byte accessed
+	Width int
+	Write bool
+	Value []byte // the bytes loaded or stored; valid in Post only
+}
+
+// FaultPage is a page armed for one or more probes.
+type FaultPage struct {
+	Addr uint64
+	// Prot is the protection the program asked for; the page gets it back
+	// when disarmed. It is also what decides whether an access that faulted
+	// on the armed page was allowed to the program at all.
+	Prot  int
+	Armed bool
+	refs  int
+}
+
+// Allows reports whether the program's own protection permits the access.
+func (fp *FaultPage) Allows(write bool) bool {
+	if write {
+		return fp.Prot&ProtWrite != 0
+	}
+	return fp.Prot&ProtRead != 0
+}
+
+// Engine is the probe registry and page state of one traced process.
+type Engine struct {
+	prot    Protector
+	pages   map[uint64]*FaultPage
+	probes  []*Probe // sorted by Addr
+	inHit   int
+	release []uint64 // pages to disarm when the hit in flight ends
+}
+
+// New returns an Engine that changes page protections through p.
+func New(p Protector) *Engine {
+	return &Engine{prot: p, pages: make(map[uint64]*FaultPage)}
+}
+
+// Errors from Register and Unregister.
+var (
+	ErrEmpty        = errors.New("kmmio: probe has zero length")
+	ErrRegistered   = errors.New("kmmio: probe already registered")
+	ErrNotRegisterd = errors.New("kmmio: probe not registered")
+)
+
+func pageOf(a uint64) uint64 { return a &^ (PageSize - 1) }
+
+// Register arms the pages of p. prot is the protection the program has on
+// them now. On error nothing stays armed for p.
+func (e *Engine) Register(p *Probe, prot int) error {
+	if p.Len == 0 {
+		return ErrEmpty
+	}
+	if p.engine != nil {
+		return ErrRegistered
+	}
+	if p.Addr+p.Len < p.Addr {
+		return fmt.Errorf("kmmio: probe %#x+%#x wraps around", p.Addr, p.Len)
+	}
+	var armed []uint64
+	for a := pageOf(p.Addr); a < p.End(); a += PageSize {
+		fp := e.pages[a]
+		if fp == nil {
+			fp = &FaultPage{Addr: a, Prot: prot}
+			e.pages[a] = fp
+		}
+		fp.refs++
+		if !fp.Armed {
+			if err := e.prot.Protect(a, PageSize, ProtNone); err != nil {
+				fp.refs--
+				if fp.refs == 0 {
+					delete(e.pages, a)
+				}
+				for _, b := range armed {
+					e.put(b)
+				}
+				return fmt.Errorf("kmmio: arm page %#x: %w", a, err)
+			}
+			fp.Armed = true
+		}
+		armed = append(armed, a)
+	}
+	p.engine = e
+	i := sort.Search(len(e.probes), func(i int) bool { return e.probes[i].Addr > p.Addr })
+	e.probes = append(e.probes, nil)
+	copy(e.probes[i+1:], e.probes[i:])
+	e.probes[i] = p
+	return nil
+}
+
+// Unregister removes p. Its pages are disarmed when no other probe uses them,
+// at once or, during a hit, when the hit ends.
+func (e *Engine) Unregister(p *Probe) error {
+	if p.engine != e {
+		return ErrNotRegisterd
+	}
+	for i, q := range e.probes {
+		if q == p {
+			e.probes = append(e.probes[:i], e.probes[i+1:]...)
+			break
+		}
+	}
+	p.engine = nil
+	var first error
+	for a := pageOf(p.Addr); a < p.End(); a += PageSize {
+		if e.inHit > 0 {
+			e.release = append(e.release, a)
+			continue
+		}
+		if err := e.put(a); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Forget drops every probe overlapping [addr, addr+length), a range the
+// program has unmapped. Pages inside the range no longer exist and are
+// dropped without touching the process; pages of a dropped probe outside the
+// range are released as Unregister would. It returns the probes it dropped,
+// so the caller can register new ones for what remains of their ranges.
+func (e *Engine) Forget(addr, length uint64) ([]*Probe, error) {
+	var dropped []*Probe
+	kept := e.probes[:0]
+	for _, p := range e.probes {
+		if p.Addr < addr+length && addr < p.End() {
+			p.engine = nil
+			dropped = append(dropped, p)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(e.probes[len(kept):])
+	e.probes = kept
+	var first error
+	for _, p := range dropped {
+		for a := pageOf(p.Addr); a < p.End(); a += PageSize {
+			if a+PageSize > addr && a < addr+length {
+				if fp := e.pages[a]; fp != nil {
+					fp.Armed = false // gone with the mapping
+					if fp.refs--; fp.refs == 0 {
+						delete(e.pages, a)
+					}
+				}
+				continue
+			}
+			if err := e.put(a); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	return dropped, first
+}
+
+// put drops one reference to the page at a and disarms it at zero.
+func (e *Engine) put(a uint64) error {
+	fp := e.pages[a]
+	if fp == nil {
+		return nil
+	}
+	fp.refs--
+	if fp.refs > 0 {
+		return nil
+	}
+	delete(e.pages, a)
+	if fp.Armed {
+		fp.Armed = false
+		if err := e.prot.Protect(a, PageSize, fp.Prot); err != nil {
+			return fmt.Errorf("kmmio: disarm page %#x: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// Page returns the fault page holding addr, or nil when addr is not on a
+// page of any probe (the fault is the program's own).
+func (e *Engine) Page(addr uint64) *FaultPage { return e.pages[pageOf(addr)] }
+
+// ProbeAt returns the probe whose range holds addr, or nil. Among
+// overlapping probes it returns the one that starts last.
+func (e *Engine) ProbeAt(addr uint64) *Probe {
+	i := sort.Search(len(e.probes), func(i int) bool { return e.probes[i].Addr > addr })
+	// Sorted by start only: an earlier, longer probe may still cover addr.
+	for j := i - 1; j >= 0; j-- {
+		if e.probes[j].Contains(addr) {
+			return e.probes[j]
+		}
+	}
+	return nil
+}
+
+// ProbesIn calls fn for every probe overlapping [addr, addr+length).
+func (e *Engine) ProbesIn(addr, length uint64, fn func(*Probe)) {
+	for _, p := range e.probes {
+		if p.Addr < addr+length && addr < p.End() {
+			fn(p)
+		}
+	}
+}
+
+// Probes returns the registered probes in address order.
+func (e *Engine) Probes() []*Probe { return append([]*Probe(nil), e.probes...) }
+
+// Pages returns the number of fault pages.
+func (e *Engine) Pages() int { return len(e.pages) }
+
+// BeginHit marks the start of handling a fault; page releases are deferred
+// until the matching EndHit.
+func (e *Engine) BeginHit() { e.inHit++ }
+
+// EndHit ends a hit and performs the releases deferred during it.
+func (e *Engine) EndHit() error {
+	e.inHit--
+	if e.inHit > 0 {
+		return nil
+	}
+	var first error
+	for _, a := range e.release {
+		if err := e.put(a); err != nil && first == nil {
+			first = err
+		}
+	}
+	e.release = e.release[:0]
+	return first
+}
+
+// Disarm temporarily restores a page's protection so that an instruction can
+// be single-stepped through it; Rearm arms it again.
+func (e *Engine) Disarm(fp *FaultPage) error {
+	if !fp.Armed {
+		return nil
+	}
+	if err := e.prot.Protect(fp.Addr, PageSize, fp.Prot|ProtRead|ProtWrite); err != nil {
+		return fmt.Errorf("kmmio: disarm page %#x for step: %w", fp.Addr, err)
+	}
+	fp.Armed = false
+	return nil
+}
+
+// Rearm arms a page disarmed by Disarm, if it is still in use.
+func (e *Engine) Rearm(fp *FaultPage) error {
+	if fp.Armed || e.pages[fp.Addr] != fp {
+		return nil
+	}
+	if err := e.prot.Protect(fp.Addr, PageSize, ProtNone); err != nil {
+		return fmt.Errorf("kmmio: rearm page %#x: %w", fp.Addr, err)
+	}
+	fp.Armed = true
+	return nil
+}
+
+// SetProt records that the program changed the protection of
+// [addr, addr+length) to prot (its mprotect call has completed, so armed
+// pages there are now accessible) and arms those pages again.
+func (e *Engine) SetProt(addr, length uint64, prot int) error {
+	for a := pageOf(addr); a < addr+length; a += PageSize {
+		fp := e.pages[a]
+		if fp == nil {
+			continue
+		}
+		fp.Prot = prot
+		fp.Armed = false
+		if err := e.prot.Protect(a, PageSize, ProtNone); err != nil {
+			return fmt.Errorf("kmmio: rearm page %#x after mprotect: %w", a, err)
+		}
+		fp.Armed = true
+	}
+	return nil
+}
+
+// DisarmAll restores every page's protection, for detaching. The probes
+// stay registered, so ArmAll can arm them again.
+func (e *Engine) DisarmAll() error {
+	var first error
+	for _, fp := range e.pages {
+		if !fp.Armed {
+			continue
+		}
+		if err := e.prot.Protect(fp.Addr, PageSize, fp.Prot); err != nil {
+			if first == nil {
+				first = fmt.Errorf("kmmio: disarm page %#x: %w", fp.Addr, err)
+			}
+			continue
+		}
+		fp.Armed = false
+	}
+	return first
+}

@@ -1,0 +1,154 @@
+package kmmio
+
+import (
+	"errors"
+	"testing"
+)
+
+// fakeProt records the protection of every page it was asked to change.
+type fakeProt struct {
+	prot  map[uint64]int
+	calls int
+	fail  uint64 // page whose Protect fails, if non-zero
+}
+
+func (f *fakeProt) Protect(addr, length uint64, prot int) error {
+	f.calls++
+	if addr == f.fail {
+		return errors.New("injected failure")
+	}
+	for a := addr; a < addr+length; a += PageSize {
+		f.prot[a] = prot
+	}
+	return nil
+}
+
+func newFake() *fakeProt { return &fakeProt{prot: map[uint64]int{}} }
+
+const rw = ProtRead | ProtWrite
+
+func TestOverlappingProbesShareRefcountedPages(t *testing.T) {
+	f := newFake()
+	e := New(f)
+	a := &Probe{Addr: 0x10ff0, Len: 0x20} // straddles pages 0x10000 and 0x11000
+	b := &Probe{Addr: 0x11008, Len: 4}    // page 0x11000 only
+	if err := e.Register(a, rw); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Register(b, rw); err != nil {
+		t.Fatal(err)
+	}
+	if e.Pages() != 2 || f.prot[0x10000] != ProtNone || f.prot[0x11000] != ProtNone {
+		t.Fatalf("pages %d, prot %v: want 2 armed pages", e.Pages(), f.prot)
+	}
+	if err := e.Register(a, rw); !errors.Is(err, ErrRegistered) {
+		t.Fatalf("double register: %v", err)
+	}
+	if got := e.ProbeAt(0x11009); got != b {
+		t.Fatalf("ProbeAt(0x11009) = %v, want the later-starting probe b", got)
+	}
+	if got := e.ProbeAt(0x11000); got != a {
+		t.Fatalf("ProbeAt(0x11000) = %v, want a", got)
+	}
+	if got := e.ProbeAt(0x11010); got != nil {
+		t.Fatalf("ProbeAt(0x11010) = %v, want nil (armed page, no probe)", got)
+	}
+	if e.Page(0x11fff) == nil || e.Page(0x12000) != nil {
+		t.Fatal("Page lookup wrong")
+	}
+	if err := e.Unregister(a); err != nil {
+		t.Fatal(err)
+	}
+	if f.prot[0x10000] != rw || f.prot[0x11000] != ProtNone {
+		t.Fatalf("after unregister a: %v; want 0x10000 restored, 0x11000 still armed for b", f.prot)
+	}
+	if err := e.Unregister(a); !errors.Is(err, ErrNotRegisterd) {
+		t.Fatalf("double unregister: %v", err)
+	}
+	if err := e.Unregister(b); err != nil || f.prot[0x11000] != rw || e.Pages() != 0 {
+		t.Fatalf("after unregister b: err %v prot %v pages %d", err, f.prot, e.Pages())
+	}
+}
+
+func TestUnregisterDuringHitDefersRelease(t *testing.T) {
+	f := newFake()
+	e := New(f)
+	p := &Probe{Addr: 0x5000, Len: 8}
+	if err := e.Register(p, ProtRead); err != nil {
+		t.Fatal(err)
+	}
+	e.BeginHit()
+	if err := e.Unregister(p); err != nil {
+		t.Fatal(err)
+	}
+	if e.ProbeAt(0x5000) != nil {
+		t.Fatal("unregistered probe still found during hit")
+	}
+	if f.prot[0x5000] != ProtNone || e.Page(0x5000) == nil {
+		t.Fatal("page released while the hit is in flight")
+	}
+	if err := e.EndHit(); err != nil {
+		t.Fatal(err)
+	}
+	if f.prot[0x5000] != ProtRead || e.Page(0x5000) != nil {
+		t.Fatalf("page not released at EndHit: %v", f.prot)
+	}
+}
+
+func TestRegisterFailureLeavesNothingArmed(t *testing.T) {
+	f := newFake()
+	f.fail = 0x3000
+	e := New(f)
+	err := e.Register(&Probe{Addr: 0x1000, Len: 0x3000}, rw)
+	if err == nil {
+		t.Fatal("Register succeeded though arming a page failed")
+	}
+	for a, pr := range f.prot {
+		if pr != rw {
+			t.Fatalf("page %#x left with prot %d", a, pr)
+		}
+	}
+	if e.Pages() != 0 || len(e.Probes()) != 0 {
+		t.Fatal("engine state left behind")
+	}
+}
+
+func TestForgetUnmappedRange(t *testing.T) {
+	f := newFake()
+	e := New(f)
+	p := &Probe{Addr: 0x20000, Len: 0x3000}
+	q := &Probe{Addr: 0x30000, Len: 0x10}
+	e.Register(p, rw)
+	e.Register(q, rw)
+	calls := f.calls
+	dropped, err := e.Forget(0x21000, 0x1000)
+	if err != nil || len(dropped) != 1 || dropped[0] != p {
+		t.Fatalf("Forget dropped %v, %v", dropped, err)
+	}
+	// Pages outside the unmapped hole are restored; the hole is untouched.
+	if f.prot[0x20000] != rw || f.prot[0x22000] != rw || f.calls != calls+2 {
+		t.Fatalf("prot %v after forget, %d calls", f.prot, f.calls-calls)
+	}
+	if e.Page(0x30000) == nil || e.Pages() != 1 {
+		t.Fatal("unrelated probe's page lost")
+	}
+}
+
+func TestSetProtRearmsAndRecordsProtection(t *testing.T) {
+	f := newFake()
+	e := New(f)
+	e.Register(&Probe{Addr: 0x7000, Len: 4}, rw)
+	if err := e.SetProt(0x7000, PageSize, ProtRead); err != nil {
+		t.Fatal(err)
+	}
+	fp := e.Page(0x7000)
+	if fp.Prot != ProtRead || !fp.Armed || f.prot[0x7000] != ProtNone {
+		t.Fatalf("after SetProt: %+v, process prot %d", fp, f.prot[0x7000])
+	}
+	if fp.Allows(true) || !fp.Allows(false) {
+		t.Fatal("Allows ignores the program's protection")
+	}
+	if err := e.DisarmAll(); err != nil || f.prot[0x7000] != ProtRead {
+		t.Fatalf("DisarmAll: %v, prot %d", err, f.prot[0x7000])
+	}
+}
