@@ -82,16 +82,28 @@ func InstallTraceFilter(nrs []uint32) error {
 	return nil
 }
 
-// RunShim is the whole program of the seccomp shim: install the filter on
-// this thread and execute the real command (args: PATH ARGV0 ARGS...). It
-// returns only on failure, with the exit status to use (127 as a shell would
-// for a command that cannot be executed).
+// RunShim is the whole program of the seccomp shim (args: PATH ARGV0
+// ARGS...): wait until the tracer has seized the process (a byte on fd 3),
+// install the filter on this thread, and execute the real command. It
+// returns only on failure, with the exit status to use (127, as a shell
+// does for a command that cannot be executed).
+//
+// The caller must be on the main thread (runtime.LockOSThread in an init
+// function), so that the exec happens on the thread the tracer seized.
 func RunShim(args []string) int {
 	runtime.LockOSThread() // the filter and execve must be on the same thread
 	if len(args) < 2 {
 		fmt.Fprintln(os.Stderr, "mmiotrace: shim: missing command")
 		return 127
 	}
+	// Wait for the tracer first: once the filter is in, an mmap by this
+	// thread without a tracer attached would fail with ENOSYS.
+	gate := os.NewFile(3, "gate")
+	var b [1]byte
+	if n, _ := gate.Read(b[:]); n != 1 {
+		return 127 // the tracer went away
+	}
+	gate.Close()
 	if err := InstallTraceFilter(TracedSyscalls); err != nil {
 		fmt.Fprintf(os.Stderr, "mmiotrace: %v\n", err)
 		return 127
