@@ -15,11 +15,11 @@ type benchEvent struct {
 }
 
 var (
-	benchProv   = tracepoint.MustNewProvider("bench")
-	tpDisabled  = tracepoint.MustNew[benchEvent](benchProv, "disabled")
-	tpOneProbe  = tracepoint.MustNew[benchEvent](benchProv, "one_probe")
-	tpRawProbe  = tracepoint.MustNew[benchEvent](benchProv, "raw_probe")
-	benchSink   uint64
+	benchProv  = tracepoint.MustNewProvider("bench")
+	tpDisabled = tracepoint.MustNew[benchEvent](benchProv, "disabled")
+	tpOneProbe = tracepoint.MustNew[benchEvent](benchProv, "one_probe")
+	tpRawProbe = tracepoint.MustNew[benchEvent](benchProv, "raw_probe")
+	benchSink  uint64
 )
 
 // BenchmarkFireDisabled fires a tracepoint with no probe attached.
