@@ -82,8 +82,8 @@ func TestInfoAndFields(t *testing.T) {
 	tp := tracepoint.MustNew[reqEvent](p, "request")
 	info := tp.Info()
 	want := []tracepoint.Field{
-		{"ID", "uint64"}, {"Method", "string"}, {"OK", "bool"}, {"Size", "int32"},
-		{"Ratio", "float64"}, {"status_code", "uint16"},
+		{Name: "ID", Type: "uint64"}, {Name: "Method", Type: "string"}, {Name: "OK", Type: "bool"}, {Name: "Size", Type: "int32"},
+		{Name: "Ratio", Type: "float64"}, {Name: "status_code", Type: "uint16"},
 	}
 	if info.Provider != p.Name() || info.Name != "request" || !slices.Equal(info.Fields, want) {
 		t.Fatalf("Info = %+v, want fields %v", info, want)

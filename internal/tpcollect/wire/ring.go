@@ -75,6 +75,7 @@ type Ring struct {
 	hdr  unsafe.Pointer
 
 	tail uint64 // consumer only: its private copy of the tail
+	head uint64 // consumer only: the head as last read
 }
 
 // RoundRingSize returns the data size actually used for a request of n bytes:
@@ -249,38 +250,48 @@ func (r *Ring) Commit(pos uint64, n uint32) {
 // Consume hands the committed records at the tail to fn, in order, stopping
 // at the first record not yet committed or after about one ring's worth of
 // bytes, so a producer faster than the consumer cannot keep it looping. Each
-// record slice is valid only during its call. Records are zeroed and the tail
-// advanced after fn returns.
+// record slice is valid only during its call. Consumed records are zeroed
+// and the tail advanced before Consume returns.
 func (r *Ring) Consume(fn func(rec []byte) error) (n int, err error) {
-	tailw := r.word(offTail)
 	start := r.tail
-	defer func() {
-		if r.tail != start {
-			tailw.Store(r.tail)
+	published := start
+	// Consumed records are zeroed in batches, just before the tail that
+	// frees them is published, rather than one by one: the consumer then
+	// stays off the cache lines producers are still filling.
+	publish := func() {
+		if r.tail != published {
+			off := published & (r.size - 1)
+			clear(r.data[off : off+(r.tail-published)])
+			r.word(offTail).Store(r.tail)
+			published = r.tail
 		}
-	}()
+	}
+	defer publish()
 	for r.tail-start < r.size {
 		off := r.tail & (r.size - 1)
 		sz := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[off])))
 		if sz == 0 {
 			return n, nil
 		}
-		head := r.word(offHead).Load()
-		if sz%8 != 0 || sz < RecordHeader || uint64(sz) > r.size || r.tail+uint64(sz) > head {
-			return n, fmt.Errorf("%w: record of %d bytes at position %d (head %d)", ErrCorrupt, sz, r.tail, head)
+		// A committed record lies below head. Reading head bounces its cache
+		// line away from the producers, so do it only when the last value
+		// read does not already vouch for this record.
+		if r.tail+uint64(sz) > r.head {
+			r.head = r.word(offHead).Load()
+		}
+		if sz%8 != 0 || sz < RecordHeader || uint64(sz) > r.size || r.tail+uint64(sz) > r.head {
+			return n, fmt.Errorf("%w: record of %d bytes at position %d (head %d)", ErrCorrupt, sz, r.tail, r.head)
 		}
 		rec := r.data[off : off+uint64(sz) : off+uint64(sz)]
 		ferr := fn(rec)
-		clear(rec)
 		r.tail += uint64(sz)
 		n++
 		if ferr != nil {
 			return n, ferr
 		}
-		// Publish progress now and then so producers regain room while a
-		// long drain is still running.
-		if n%256 == 0 {
-			tailw.Store(r.tail)
+		// Free room now and then during a long drain.
+		if r.tail-published >= r.size/8 {
+			publish()
 		}
 	}
 	return n, nil
