@@ -1,0 +1,5 @@
+//go:build !race
+
+package tpcollect_test
+
+var buildFlags []string

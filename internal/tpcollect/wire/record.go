@@ -1,0 +1,125 @@
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Header is a record's header, decoded.
+type Header struct {
+	Size   uint32
+	ID     uint32
+	Time   int64
+	TID    int32
+	PayLen uint32
+}
+
+// PutHeader writes everything of a record's header except the size word,
+// which Ring.Commit stores last.
+func PutHeader(rec []byte, id uint32, time int64, tid int32, paylen uint32) {
+	_ = rec[RecordHeader-1]
+	binary.LittleEndian.PutUint32(rec[4:], id)
+	binary.LittleEndian.PutUint64(rec[8:], uint64(time))
+	binary.LittleEndian.PutUint32(rec[16:], uint32(tid))
+	binary.LittleEndian.PutUint32(rec[20:], paylen)
+}
+
+// ParseRecord splits a committed record into its header and payload.
+func ParseRecord(rec []byte) (Header, []byte, error) {
+	if len(rec) < RecordHeader {
+		return Header{}, nil, fmt.Errorf("%w: record of %d bytes", ErrCorrupt, len(rec))
+	}
+	h := Header{
+		Size:   binary.LittleEndian.Uint32(rec),
+		ID:     binary.LittleEndian.Uint32(rec[4:]),
+		Time:   int64(binary.LittleEndian.Uint64(rec[8:])),
+		TID:    int32(binary.LittleEndian.Uint32(rec[16:])),
+		PayLen: binary.LittleEndian.Uint32(rec[20:]),
+	}
+	if uint64(h.PayLen) > uint64(len(rec)-RecordHeader) {
+		return h, nil, fmt.Errorf("%w: payload of %d bytes in a %d-byte record", ErrCorrupt, h.PayLen, len(rec))
+	}
+	return h, rec[RecordHeader : RecordHeader+int(h.PayLen)], nil
+}
+
+// RecordSize returns the bytes a record with a payload of paylen bytes takes.
+func RecordSize(paylen int) uint32 {
+	return uint32(RecordHeader+paylen+7) &^ 7
+}
+
+// Validate checks that d describes a payload this package can decode.
+func (d *Desc) Validate() error {
+	if d.FixedSize < 0 || d.FixedSize > math.MaxUint16 {
+		return fmt.Errorf("%w: tracepoint %s:%s fixed size %d", ErrCorrupt, d.Provider, d.Name, d.FixedSize)
+	}
+	for _, f := range d.Fields {
+		sz := TypeSize(f.Type)
+		switch {
+		case sz < 0:
+			return fmt.Errorf("%w: tracepoint %s:%s field %s has unknown type %q", ErrCorrupt, d.Provider, d.Name, f.Name, f.Type)
+		case sz > 0 && (f.Size != sz || f.Offset < 0 || f.Offset+sz > d.FixedSize):
+			return fmt.Errorf("%w: tracepoint %s:%s field %s out of bounds", ErrCorrupt, d.Provider, d.Name, f.Name)
+		}
+	}
+	return nil
+}
+
+// DecodeFields renders each field of payload, described by d, in field
+// order: integers in decimal (uintptr in hex), floats in the shortest exact
+// form, strings quoted. A payload shorter than d says is an error.
+func DecodeFields(d *Desc, payload []byte, fn func(f *Field, value string)) error {
+	if len(payload) < d.FixedSize {
+		return fmt.Errorf("%w: %s:%s payload of %d bytes, fixed part needs %d", ErrCorrupt, d.Provider, d.Name, len(payload), d.FixedSize)
+	}
+	fixed, strs := payload[:d.FixedSize], payload[d.FixedSize:]
+	le := binary.LittleEndian
+	for i := range d.Fields {
+		f := &d.Fields[i]
+		if f.Type == TypeString {
+			if len(strs) < 2 {
+				return fmt.Errorf("%w: %s:%s string %s missing", ErrCorrupt, d.Provider, d.Name, f.Name)
+			}
+			n := int(le.Uint16(strs))
+			if len(strs) < 2+n {
+				return fmt.Errorf("%w: %s:%s string %s cut short", ErrCorrupt, d.Provider, d.Name, f.Name)
+			}
+			fn(f, strconv.Quote(string(strs[2:2+n])))
+			strs = strs[2+n:]
+			continue
+		}
+		b := fixed[f.Offset : f.Offset+f.Size]
+		var v string
+		switch f.Type {
+		case TypeBool:
+			v = strconv.FormatBool(b[0] != 0)
+		case TypeInt8:
+			v = strconv.FormatInt(int64(int8(b[0])), 10)
+		case TypeInt16:
+			v = strconv.FormatInt(int64(int16(le.Uint16(b))), 10)
+		case TypeInt32:
+			v = strconv.FormatInt(int64(int32(le.Uint32(b))), 10)
+		case TypeInt64, TypeInt:
+			v = strconv.FormatInt(int64(le.Uint64(b)), 10)
+		case TypeUint8:
+			v = strconv.FormatUint(uint64(b[0]), 10)
+		case TypeUint16:
+			v = strconv.FormatUint(uint64(le.Uint16(b)), 10)
+		case TypeUint32:
+			v = strconv.FormatUint(uint64(le.Uint32(b)), 10)
+		case TypeUint64, TypeUint:
+			v = strconv.FormatUint(le.Uint64(b), 10)
+		case TypeUintptr:
+			v = "0x" + strconv.FormatUint(le.Uint64(b), 16)
+		case TypeFloat32:
+			v = strconv.FormatFloat(float64(math.Float32frombits(le.Uint32(b))), 'g', -1, 32)
+		case TypeFloat64:
+			v = strconv.FormatFloat(math.Float64frombits(le.Uint64(b)), 'g', -1, 64)
+		default:
+			return fmt.Errorf("%w: %s:%s field %s has unknown type %q", ErrCorrupt, d.Provider, d.Name, f.Name, f.Type)
+		}
+		fn(f, v)
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+// Package wire is the contract between a program that fires tracepoints
+// (package tracepoint, the producer) and the collector in mmiotrace (package
+// tpcollect, the consumer): where the control socket lives, the messages on
+// it, the layout of the shared ring buffer and of the records in it, and how
+// a record's payload is decoded.
+//
+// Both sides are built from this one package, so the format has a single
+// definition. It is documented for people in docs/TRACEPOINTS.md.
+package wire
+
+import "strings"
+
+// EnvVar is the environment variable that makes a program importing package
+// tracepoint expose its tracepoints at init. Its value is "1" to expose only,
+// or a comma-separated list of patterns ("net:*,app:rx") to expose and also
+// start recording those tracepoints into a ring at once, so that events fired
+// before a collector connects are kept; the first collector to connect adopts
+// that ring.
+const EnvVar = "MMIOTRACE_TRACEPOINTS"
+
+// EnvValue returns the value of EnvVar that starts recording patterns at
+// init, or "1" (expose only) when patterns is empty.
+func EnvValue(patterns []string) string {
+	if len(patterns) == 0 {
+		return "1"
+	}
+	return strings.Join(patterns, ",")
+}
+
+// ParseEnv splits a value of EnvVar into the patterns to record at init. It
+// reports expose=false when the value asks for nothing.
+func ParseEnv(v string) (patterns []string, expose bool) {
+	v = strings.TrimSpace(v)
+	switch v {
+	case "", "0":
+		return nil, false
+	case "1":
+		return nil, true
+	}
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			patterns = append(patterns, p)
+		}
+	}
+	return patterns, true
+}
+
+// Field describes one field of a tracepoint's payload as it is laid out in a
+// record: Offset and Size locate a fixed-size field in the record's fixed
+// part; strings have Size 0 and follow the fixed part in field order.
+type Field struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"` // one of the Type* constants
+	Offset int    `json:"offset"`
+	Size   int    `json:"size"`
+}
+
+// Field types. Each names the Go kind of the field as the producer saw it.
+const (
+	TypeBool    = "bool"
+	TypeInt8    = "int8"
+	TypeInt16   = "int16"
+	TypeInt32   = "int32"
+	TypeInt64   = "int64"
+	TypeInt     = "int"
+	TypeUint8   = "uint8"
+	TypeUint16  = "uint16"
+	TypeUint32  = "uint32"
+	TypeUint64  = "uint64"
+	TypeUint    = "uint"
+	TypeUintptr = "uintptr"
+	TypeFloat32 = "float32"
+	TypeFloat64 = "float64"
+	TypeString  = "string"
+)
+
+// TypeSize returns the encoded size of a fixed-size type, 0 for strings and
+// -1 for an unknown type.
+func TypeSize(t string) int {
+	switch t {
+	case TypeBool, TypeInt8, TypeUint8:
+		return 1
+	case TypeInt16, TypeUint16:
+		return 2
+	case TypeInt32, TypeUint32, TypeFloat32:
+		return 4
+	case TypeInt64, TypeInt, TypeUint64, TypeUint, TypeUintptr, TypeFloat64:
+		return 8
+	case TypeString:
+		return 0
+	}
+	return -1
+}
+
+// MaxString is the most bytes of one string field a record carries; longer
+// strings are cut to this length.
+const MaxString = 256
+
+// Desc describes one tracepoint: its id in records, its names and payload.
+type Desc struct {
+	ID        uint32  `json:"id"`
+	Provider  string  `json:"provider"`
+	Name      string  `json:"name"`
+	Enabled   bool    `json:"enabled"`
+	FixedSize int     `json:"fixed_size"` // bytes of the fixed part
+	Fields    []Field `json:"fields"`
+}
+
+// Message is one frame on the control socket, in either direction. A request
+// sets Op; the reply echoes it and sets Error on failure.
+type Message struct {
+	Op          string   `json:"op"`
+	Error       string   `json:"error,omitempty"`
+	Patterns    []string `json:"patterns,omitempty"`
+	RingSize    int      `json:"ring_size,omitempty"`
+	ID          uint32   `json:"id,omitempty"`
+	Tracepoints []Desc   `json:"tracepoints,omitempty"`
+	TIDs        bool     `json:"tids,omitempty"` // records carry thread ids
+	Adopted     bool     `json:"adopted,omitempty"`
+}
+
+// Operations on the control socket.
+const (
+	// OpList asks for every live tracepoint (reply: Tracepoints).
+	OpList = "list"
+	// OpEnable asks to record Patterns into a new ring of RingSize bytes
+	// (0: the default), or into the ring started at init by EnvVar. The reply
+	// carries the ring's memfd as SCM_RIGHTS, its RingSize, and the
+	// tracepoints matched now. One connection has at most one ring; it is
+	// torn down when the connection closes.
+	OpEnable = "enable"
+	// OpDescribe asks for the tracepoint with ID (reply: Tracepoints[0]).
+	OpDescribe = "describe"
+	// OpStop detaches the connection's probes and waits until no writer
+	// can still be inside the ring, so that one last drain sees everything.
+	OpStop = "stop"
+)
+
+// MaxMessage bounds one control frame, so a peer cannot make the other side
+// allocate without limit.
+const MaxMessage = 16 << 20
