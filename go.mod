@@ -2,4 +2,7 @@ module github.com/mmiotrace/mmiotrace
 
 go 1.26.8
 
-require golang.org/x/sys v0.49.0
+require (
+	golang.org/x/arch v0.32.0
+	golang.org/x/sys v0.49.0
+)
