@@ -26,25 +26,25 @@ var ErrUnsupported = errors.New("x86: instruction not emulated")
 type kind uint8
 
 const (
-	kNone       kind = iota
-	kMovLoad         // reg <- [mem], zero- or sign-extended per ext
-	kMovStore        // [mem] <- reg
-	kMovStoreImm     // [mem] <- imm
-	kALUStore        // [mem] = [mem] op src (src reg or imm); cmp/test only read
-	kALULoad         // reg = reg op [mem]; cmp/test only set flags
-	kUnary           // inc, dec, not, neg on [mem]
-	kXchg            // xchg [mem], reg (always locked)
-	kCmpxchg         // cmpxchg [mem], reg
-	kXadd            // xadd [mem], reg
-	kBT              // bt, bts, btr, btc [mem], reg/imm
-	kMovbeLoad       // reg <- bswap [mem]
-	kMovbeStore      // [mem] <- bswap reg
-	kMovs            // (rep) movs
-	kStos            // (rep) stos
-	kLods            // (rep) lods
-	kVecLoad         // xmm/ymm/zmm <- [mem]
-	kVecStore        // [mem] <- xmm/ymm/zmm
-	kVecToGPR        // not used for memory; reserved
+	kNone        kind = iota
+	kMovLoad          // reg <- [mem], zero- or sign-extended per ext
+	kMovStore         // [mem] <- reg
+	kMovStoreImm      // [mem] <- imm
+	kALUStore         // [mem] = [mem] op src (src reg or imm); cmp/test only read
+	kALULoad          // reg = reg op [mem]; cmp/test only set flags
+	kUnary            // inc, dec, not, neg on [mem]
+	kXchg             // xchg [mem], reg (always locked)
+	kCmpxchg          // cmpxchg [mem], reg
+	kXadd             // xadd [mem], reg
+	kBT               // bt, bts, btr, btc [mem], reg/imm
+	kMovbeLoad        // reg <- bswap [mem]
+	kMovbeStore       // [mem] <- bswap reg
+	kMovs             // (rep) movs
+	kStos             // (rep) stos
+	kLods             // (rep) lods
+	kVecLoad          // xmm/ymm/zmm <- [mem]
+	kVecStore         // [mem] <- xmm/ymm/zmm
+	kVecToGPR         // not used for memory; reserved
 )
 
 // ALU operations, numbered as in the opcode map (00-3F and group 1 /digit).
