@@ -155,7 +155,7 @@ func (in *Inst) decode(code []byte) error {
 	if len(code) > MaxLen {
 		code = code[:MaxLen]
 	}
-	op, err := x86asm.Decode(code, 64)
+	op, err := decodeAsm(code)
 	if err != nil {
 		return fmt.Errorf("x86: decode % x: %w", code, err)
 	}
@@ -171,6 +171,56 @@ func (in *Inst) decode(code []byte) error {
 		in.p = p
 	}
 	return nil
+}
+
+// decodeAsm decodes code with x86asm. x86asm does not take segment or
+// address-size prefixes before a VEX or EVEX prefix (it decodes the prefix
+// alone), which the CPU accepts; such instructions are decoded without the
+// prefixes, which are then put back into the result.
+func decodeAsm(code []byte) (x86asm.Inst, error) {
+	k := 0
+	seg := x86asm.Reg(0)
+	addr32 := false
+	for k < len(code) {
+		switch code[k] {
+		case 0x26, 0x2E, 0x36, 0x3E:
+			seg = 0
+		case 0x64:
+			seg = x86asm.FS
+		case 0x65:
+			seg = x86asm.GS
+		case 0x67:
+			addr32 = true
+		default:
+			goto done
+		}
+		k++
+	}
+done:
+	if k == 0 || k >= len(code) || (code[k] != 0xC4 && code[k] != 0xC5 && code[k] != 0x62) {
+		return x86asm.Decode(code, 64)
+	}
+	op, err := x86asm.Decode(code[k:], 64)
+	if err != nil {
+		return op, err
+	}
+	op.Len += k
+	for i, a := range op.Args {
+		if m, ok := a.(x86asm.Mem); ok {
+			m.Segment = seg
+			if addr32 && m.Base >= x86asm.RAX && m.Base <= x86asm.R15 {
+				m.Base = m.Base - x86asm.RAX + x86asm.EAX
+			}
+			if addr32 && m.Index >= x86asm.RAX && m.Index <= x86asm.R15 {
+				m.Index = m.Index - x86asm.RAX + x86asm.EAX
+			}
+			op.Args[i] = m
+		}
+	}
+	if addr32 {
+		op.AddrSize = 32
+	}
+	return op, nil
 }
 
 func badPrefix(op *x86asm.Inst) bool {
@@ -839,9 +889,11 @@ func (d *decoder) parseVEX(b byte, p *plan) bool {
 		switch {
 		case (op == 0x10 || op == 0x11) && pp <= 1: // vmovups, vmovupd
 			return d.vexMove(p, op == 0x10, L, false)
-		case (op == 0x10 || op == 0x11) && pp == 2: // vmovss (LIG)
+		case (op == 0x10 || op == 0x11) && pp == 2 && L == 16:
+			// vmovss. The CPU ignores L, but x86asm rejects L=1; such
+			// encodings (no assembler emits them) are left to the CPU.
 			return d.vexMove(p, op == 0x10, 4, false)
-		case (op == 0x10 || op == 0x11) && pp == 3: // vmovsd (LIG)
+		case (op == 0x10 || op == 0x11) && pp == 3 && L == 16: // vmovsd, as vmovss
 			return d.vexMove(p, op == 0x10, 8, false)
 		case (op == 0x28 || op == 0x29) && pp <= 1: // vmovaps, vmovapd
 			return d.vexMove(p, op == 0x28, L, true)
