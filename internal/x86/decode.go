@@ -22,6 +22,8 @@ const MaxLen = 15
 // returns it before any side effect.
 var ErrUnsupported = errors.New("x86: instruction not emulated")
 
+var errTruncated = errors.New("truncated or invalid instruction")
+
 // kind is the emulation class of a decoded instruction.
 type kind uint8
 
@@ -156,6 +158,11 @@ func (in *Inst) decode(code []byte) error {
 		code = code[:MaxLen]
 	}
 	op, err := decodeAsm(code)
+	if err == nil && op.Op == 0 {
+		// x86asm reports bytes it cannot make an instruction of (a lone
+		// prefix, a truncated encoding) as a prefix-only "instruction".
+		err = errTruncated
+	}
 	if err != nil {
 		return fmt.Errorf("x86: decode % x: %w", code, err)
 	}

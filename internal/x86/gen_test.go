@@ -13,6 +13,8 @@ type gen struct {
 	n   *native
 	st  nstate
 	mem [nativeMemSize]byte
+
+	faults int // cases where the CPU faulted (and the emulator declined)
 }
 
 func (g *gen) reset() {
