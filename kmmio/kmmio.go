@@ -296,12 +296,13 @@ func (e *Engine) EndHit() error {
 }
 
 // Disarm temporarily restores a page's protection so that an instruction can
-// be single-stepped through it; Rearm arms it again.
+// be single-stepped through it; Rearm arms it again. The page gets exactly the
+// program's protection, so a step cannot do what the program may not.
 func (e *Engine) Disarm(fp *FaultPage) error {
 	if !fp.Armed {
 		return nil
 	}
-	if err := e.prot.Protect(fp.Addr, PageSize, fp.Prot|ProtRead|ProtWrite); err != nil {
+	if err := e.prot.Protect(fp.Addr, PageSize, fp.Prot); err != nil {
 		return fmt.Errorf("kmmio: disarm page %#x for step: %w", fp.Addr, err)
 	}
 	fp.Armed = false

@@ -39,13 +39,16 @@ func Spawn(self string, argv []string, stdio [3]*os.File) (*Spawned, error) {
 	}
 	defer gateW.Close()
 	attr := &os.ProcAttr{Files: []*os.File{stdio[0], stdio[1], stdio[2], gateR}}
-	proc, err := os.StartProcess(self, append([]string{ShimArg, path}, argv...), attr)
+	proc, err := os.StartProcess(self, append([]string{self, ShimArg, path}, argv...), attr)
 	gateR.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	s := &Spawned{PID: proc.Pid, Proc: proc}
-	if err := Seize(s.PID, OptionsSpawn); err != nil {
+	// The shim is a Go program with threads of its own: following its
+	// clones would leave them stopped and deadlock it. The full options
+	// are set at the exec event, when only the program's thread is left.
+	if err := Seize(s.PID, OptionsSpawn&^(unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEFORK|unix.PTRACE_O_TRACEVFORK)); err != nil {
 		proc.Kill()
 		proc.Wait()
 		return nil, err
@@ -69,6 +72,10 @@ func Spawn(self string, argv []string, stdio [3]*os.File) (*Spawned, error) {
 		case ws.Signaled():
 			return nil, fmt.Errorf("%s killed before exec by %v", argv[0], ws.Signal())
 		case Event(ws) == unix.PTRACE_EVENT_EXEC:
+			if err := SetOptions(s.PID, OptionsSpawn); err != nil {
+				proc.Kill()
+				return nil, err
+			}
 			return s, nil
 		case ws.Stopped() && Event(ws) == 0 && !IsSyscallStop(ws):
 			// A signal for the shim (its Go runtime uses SIGURG): deliver.

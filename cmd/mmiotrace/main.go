@@ -1,0 +1,159 @@
+// Command mmiotrace traces a user-space program's accesses to device memory
+// (or any mapping) in the kernel's mmiotrace format, watches its variables
+// with hardware breakpoints, and collects its tracepoints.
+//
+// Run `mmiotrace help` for the commands.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/mmiotrace/mmiotrace/tracer"
+)
+
+// Exit codes of mmiotrace itself. A traced program's own exit status is
+// passed through instead when it ran to its end (128+N when signal N killed
+// it, as a shell reports it).
+const (
+	exitOK    = 0
+	exitError = 1 // the tracer failed: see the message
+	exitUsage = 2 // bad command line
+)
+
+func init() {
+	// The seccomp shim must install its filter and exec on the thread the
+	// tracer seized: the main thread, which init runs on.
+	if len(os.Args) > 1 && os.Args[1][0] == '_' {
+		runtime.LockOSThread()
+	}
+}
+
+type command struct {
+	name, summary string
+	run           func(args []string) int
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"record", "trace a program's loads and stores to chosen mappings", runRecord},
+		{"mark", "add a MARK line to a running record session", runMark},
+		{"help", "show help for a command", runHelp},
+	}
+}
+
+const usageText = `mmiotrace traces user-space programs the way the kernel's mmiotrace,
+hw_breakpoint and tracepoints trace the kernel.
+
+Usage:
+  mmiotrace COMMAND [flags] [args]
+
+Commands:
+%s
+Examples:
+  mmiotrace record -o dev.log -- ./mydriver --probe     # trace device mappings
+  mmiotrace record --map '/dev/shm/*' -o - -- ./sim     # any file mapping
+  mmiotrace record -p 1234                              # attach; Ctrl-C detaches
+  mmiotrace mark "reset done"                           # annotate a session
+
+Run 'mmiotrace help COMMAND' for a command's flags.
+`
+
+func usage(w io.Writer) {
+	var list string
+	for _, c := range commands {
+		list += fmt.Sprintf("  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, usageText, list)
+}
+
+func main() {
+	if code, ok := tracer.RunHelper(os.Args); ok {
+		os.Exit(code)
+	}
+	os.Exit(dispatch(os.Args[1:]))
+}
+
+func dispatch(args []string) int {
+	if len(args) == 0 {
+		usage(os.Stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(os.Stdout)
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:])
+		}
+	}
+	fmt.Fprintf(os.Stderr, "mmiotrace: unknown command %q; run 'mmiotrace help'\n", args[0])
+	return exitUsage
+}
+
+func runHelp(args []string) int {
+	if len(args) == 0 {
+		usage(os.Stdout)
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] && c.name != "help" {
+			return c.run([]string{"--help"})
+		}
+	}
+	fmt.Fprintf(os.Stderr, "mmiotrace: unknown command %q\n", args[0])
+	return exitUsage
+}
+
+// newFlags returns a FlagSet for a command whose --help prints text
+// (usage line, description, examples) and then the flags.
+func newFlags(name, text string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), text)
+		fmt.Fprintln(fs.Output(), "\nFlags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, turning -h into a successful exit and errors into a
+// usage exit; ok is false when the command should return code.
+func parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(os.Stdout)
+			fs.Usage()
+			return exitOK, false
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return fmt.Sprint(*l) }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "mmiotrace: "+format+"\n", args...)
+}

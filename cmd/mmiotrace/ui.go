@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/tracer"
+)
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// status draws the live progress line on stderr when it is a terminal, and
+// prints warnings and the final summary.
+type status struct {
+	w     io.Writer
+	quiet bool
+	live  bool
+	mu    sync.Mutex // orders warnings with the progress line
+	drawn bool
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+func newStatus(w *os.File, quiet bool) *status {
+	return &status{w: w, quiet: quiet, live: !quiet && isTerminal(w)}
+}
+
+func (s *status) warn(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clearLine()
+	fmt.Fprintf(s.w, "mmiotrace: warning: %s\n", msg)
+}
+
+func (s *status) clearLine() {
+	if s.drawn {
+		fmt.Fprint(s.w, "\r\x1b[K")
+		s.drawn = false
+	}
+}
+
+// start refreshes the progress line five times a second.
+func (s *status) start(tr *tracer.Tracer) {
+	if !s.live {
+		return
+	}
+	s.done = make(chan struct{})
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		begin, last, lastT := time.Now(), uint64(0), time.Now()
+		for {
+			select {
+			case <-s.done:
+				return
+			case now := <-tick.C:
+				c := &tr.Counts
+				n := c.Reads.Load() + c.Writes.Load() + c.Unknown.Load()
+				rate := float64(n-last) / now.Sub(lastT).Seconds()
+				last, lastT = n, now
+				s.mu.Lock()
+				fmt.Fprintf(s.w, "\r\x1b[Kmmiotrace: %d accesses  %s/s  %d maps  %s",
+					n, human(rate), c.Maps.Load(), now.Sub(begin).Truncate(time.Second))
+				s.drawn = true
+				s.mu.Unlock()
+			}
+		}
+	}()
+}
+
+func (s *status) stop() {
+	if s.done != nil {
+		close(s.done)
+		s.wg.Wait()
+	}
+	s.mu.Lock()
+	s.clearLine()
+	s.mu.Unlock()
+}
+
+func human(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// summary prints what was recorded, per map, and warns about globs that
+// matched nothing during the whole session.
+func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res tracer.Result) {
+	stats := tr.Stats()
+	for _, g := range globs {
+		matched := false
+		for _, m := range stats {
+			if tracer.MatchGlob(g, m.Path) {
+				matched = true
+			}
+		}
+		if !matched {
+			s.warn(fmt.Sprintf("--map %q matched no mapping", g))
+		}
+	}
+	if s.quiet {
+		return
+	}
+	c := &tr.Counts
+	r, w, u := c.Reads.Load(), c.Writes.Load(), c.Unknown.Load()
+	var b strings.Builder
+	fmt.Fprintf(&b, "mmiotrace: %d accesses (R %d, W %d, UNKNOWN %d) in %d maps, lost 0; %d emulated, %d single-stepped",
+		r+w+u, r, w, u, len(stats), c.Emulated.Load(), c.Stepped.Load())
+	switch {
+	case res.Detached:
+		b.WriteString("; detached")
+	default:
+		fmt.Fprintf(&b, "; exit status %d", res.ExitCode)
+	}
+	if out != "-" {
+		fmt.Fprintf(&b, "; log in %s", out)
+	}
+	b.WriteString("\n")
+	if len(stats) > 0 {
+		sort.SliceStable(stats, func(i, j int) bool { return stats[i].ID < stats[j].ID })
+		fmt.Fprintf(&b, "  %4s %10s %10s %10s %8s  %-18s %-10s %s\n", "map", "accesses", "reads", "writes", "unknown", "phys", "len", "path")
+		for _, m := range stats {
+			fmt.Fprintf(&b, "  %4d %10d %10d %10d %8d  %#-18x %#-10x %s\n", m.ID, m.Reads+m.Writes+m.Unknown,
+				m.Reads, m.Writes, m.Unknown, m.Phys, m.Len, m.Path)
+		}
+	}
+	fmt.Fprint(s.w, b.String())
+}

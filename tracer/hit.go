@@ -1,0 +1,365 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+	"github.com/mmiotrace/mmiotrace/internal/x86"
+	"github.com/mmiotrace/mmiotrace/kmmio"
+	"github.com/mmiotrace/mmiotrace/trace"
+)
+
+// errProgramFault means the access being executed for the program is one
+// the program may not make (a store to a page it mapped read-only, memory
+// that is not mapped): the program gets its SIGSEGV, as it would untraced.
+var errProgramFault = errors.New("access not permitted to the program")
+
+// hitState is the fault being handled; the emulator's memory accesses and the
+// probes' handlers read it.
+type hitState struct {
+	th  *thread
+	pc  uint64
+	hit kmmio.Hit
+	buf [x86MaxAccess]byte
+}
+
+const x86MaxAccess = 64
+
+// fault handles a SIGSEGV stop: a hit when it is an access fault on an armed
+// page, else the program's own signal, delivered.
+func (t *Tracer) fault(th *thread) error {
+	si, err := ptrace.GetSiginfo(th.tid)
+	if err != nil {
+		return ignoreGone(err)
+	}
+	var fp *kmmio.FaultPage
+	if si.FromKernel() && si.Code == ptrace.SegvAccErr && t.engine != nil {
+		fp = t.engine.Page(si.Addr)
+	}
+	if fp == nil || !fp.Armed {
+		return t.resume(th, int(unix.SIGSEGV))
+	}
+	if err := ptrace.GetRegs(th.tid, &th.regs); err != nil {
+		return ignoreGone(err)
+	}
+	t.engine.BeginHit()
+	err = t.execute(th, fp, si.Addr)
+	if e := t.engine.EndHit(); err == nil {
+		err = e
+	}
+	if err == nil {
+		err = t.err // a record the log could not take
+	}
+	return err
+}
+
+// execute performs the faulting instruction of th for it, by emulation or
+// else by single-stepping, and resumes th.
+func (t *Tracer) execute(th *thread, fp *kmmio.FaultPage, addr uint64) error {
+	in := t.decode(th.regs.Rip)
+	t.hit.th, t.hit.pc = th, th.regs.Rip
+	if in == nil || !in.Emulable() {
+		return t.step(th, in, fp, addr)
+	}
+	regs := th.regs
+	if in.NeedsVec() {
+		n, err := ptrace.GetXState(th.tid, t.xsave)
+		if err != nil {
+			return ignoreGone(err)
+		}
+		if err := t.vec.FromXSave(t.xsave[:n]); err != nil {
+			return err
+		}
+	}
+	err := x86.Emulate(in, &regs, &t.vec, hitMemory{t})
+	switch {
+	case errors.Is(err, errProgramFault):
+		return t.resume(th, int(unix.SIGSEGV))
+	case errors.Is(err, x86.ErrUnsupported):
+		return t.step(th, in, fp, addr)
+	case err != nil:
+		return fmt.Errorf("emulate %v at %#x: %w", in, th.regs.Rip, err)
+	}
+	if in.NeedsVec() {
+		if err := t.vec.ToXSave(t.xsave); err != nil {
+			return err
+		}
+		if err := ptrace.SetXState(th.tid, t.xsave); err != nil {
+			return ignoreGone(err)
+		}
+	}
+	th.regs = regs
+	if err := ptrace.SetRegs(th.tid, &th.regs); err != nil {
+		return ignoreGone(err)
+	}
+	t.Counts.Emulated.Add(1)
+	return t.resume(th, 0)
+}
+
+// decode returns the instruction at pc, or nil when it cannot be decoded.
+// Decoded instructions are cached by address until the program's code may
+// have changed (any mapping call, exec).
+func (t *Tracer) decode(pc uint64) *x86.Inst {
+	if in, ok := t.icache[pc]; ok {
+		return in
+	}
+	n := t.mem.ReadPartial(t.code[:15], pc)
+	in, err := x86.Decode(t.code[:n])
+	if err != nil {
+		in = nil
+	}
+	t.icache[pc] = in
+	return in
+}
+
+// hitMemory performs the emulator's accesses for the thread being handled.
+type hitMemory struct{ t *Tracer }
+
+func (m hitMemory) Load(addr uint64, b []byte) error  { return m.t.access(addr, b, false) }
+func (m hitMemory) Store(addr uint64, b []byte) error { return m.t.access(addr, b, true) }
+
+// CompareAndSwap is atomic on alias mappings; on /proc/PID/mem it is not
+// atomic against other running threads of the program (see docs/RECORD.md).
+func (m hitMemory) CompareAndSwap(addr uint64, old, new []byte) (bool, error) {
+	t := m.t
+	if err := t.permit(addr, len(old), true); err != nil {
+		return false, err
+	}
+	var ok bool
+	if p := t.aliasPtr(addr, len(old)); p != nil {
+		ok = x86.CompareAndSwapAt(p, old, new)
+	} else {
+		cur := t.hit.buf[:len(old)]
+		if err := t.mem.ReadAt(cur, addr); err != nil {
+			return false, errProgramFault
+		}
+		if string(cur) == string(old) {
+			if err := t.mem.WriteAt(new, addr); err != nil {
+				return false, errProgramFault
+			}
+			ok = true
+		}
+	}
+	if ok {
+		t.probed(addr, new, true)
+	}
+	return ok, nil
+}
+
+// access performs one load or store of the emulated instruction with its
+// exact width, and logs it if it touches a probe.
+func (t *Tracer) access(addr uint64, b []byte, write bool) error {
+	if err := t.permit(addr, len(b), write); err != nil {
+		return err
+	}
+	if p := t.aliasPtr(addr, len(b)); p != nil {
+		if write {
+			x86.StoreAt(p, b)
+		} else {
+			x86.LoadAt(p, b)
+		}
+	} else {
+		var err error
+		if write {
+			err = t.mem.WriteAt(b, addr)
+		} else {
+			err = t.mem.ReadAt(b, addr)
+		}
+		if err != nil {
+			return errProgramFault
+		}
+	}
+	t.probed(addr, b, write)
+	return nil
+}
+
+// permit checks the access against the protection the program gave every
+// armed page it touches. Other pages are checked by the kernel when
+// /proc/PID/mem cannot reach them; /proc/PID/mem itself ignores protections,
+// so a store through it to a read-only page the program never armed is
+// not refused (such an instruction would have to fault first on an armed
+// page and then touch a read-only one).
+func (t *Tracer) permit(addr uint64, n int, write bool) error {
+	for a := addr &^ (pageSize - 1); a < addr+uint64(n); a += pageSize {
+		if fp := t.engine.Page(a); fp != nil && !fp.Allows(write) {
+			return errProgramFault
+		}
+	}
+	return nil
+}
+
+// aliasPtr returns the tracer's address for [addr, addr+n) when the whole
+// access lies in one aliased mapping, or nil.
+func (t *Tracer) aliasPtr(addr uint64, n int) unsafe.Pointer {
+	tm := t.mapAt(addr)
+	if tm == nil || tm.alias == nil {
+		return nil
+	}
+	a := tm.alias
+	off := addr - a.start
+	if off+uint64(n) > uint64(len(a.mem)) {
+		return nil
+	}
+	return unsafe.Pointer(&a.mem[off])
+}
+
+// probed runs the handlers of the probe an access touched, if any.
+func (t *Tracer) probed(addr uint64, b []byte, write bool) {
+	p := t.engine.ProbeAt(addr)
+	if p == nil {
+		p = t.engine.ProbeAt(addr + uint64(len(b)) - 1)
+	}
+	if p == nil {
+		return
+	}
+	h := &t.hit.hit
+	*h = kmmio.Hit{Probe: p, TID: t.hit.th.tid, PC: t.hit.pc, Addr: addr, Width: len(b), Write: write, Value: b}
+	if p.Pre != nil {
+		p.Pre(h)
+	}
+	if p.Post != nil {
+		p.Post(h)
+	}
+}
+
+// logHit is the Post handler of the tracer's probes: one R or W record.
+func (t *Tracer) logHit(h *kmmio.Hit) {
+	tm := h.Probe.Data.(*tmap)
+	r := trace.Record{Kind: trace.KindRead, Width: uint8(h.Width), TID: int32(h.TID), MapID: tm.id,
+		Time: trace.Now(), Phys: tm.physOf(h.Addr), PC: h.PC}
+	copy(r.Value[:], h.Value)
+	if h.Write {
+		r.Kind = trace.KindWrite
+		t.Counts.Writes.Add(1)
+		tm.stats.Writes++
+	} else {
+		t.Counts.Reads.Add(1)
+		tm.stats.Reads++
+	}
+	if err := t.emit(&r); err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+// physOf is the bus address of a traced virtual address.
+func (tm *tmap) physOf(addr uint64) uint64 {
+	if addr < tm.start {
+		return tm.phys
+	}
+	return tm.phys + (addr - tm.start)
+}
+
+// step executes the faulting instruction the way the kernel's kmmio does:
+// with every other thread stopped, it disarms the page, single-steps, and
+// arms it again. An access straddling into another armed page faults once
+// more during the step; that page is disarmed too and the step retried, so
+// the access still runs as one instruction and gets one record.
+func (t *Tracer) step(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAddr uint64) error {
+	t.Counts.Stepped.Add(1)
+	if err := t.stopOthers(th); err != nil {
+		return err
+	}
+	err := t.stepHeld(th, in, fp, faultAddr)
+	if rerr := t.resumeOthers(); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAddr uint64) error {
+	var (
+		opAddr          uint64
+		size            int
+		read, write, ok bool
+	)
+	if in != nil {
+		opAddr, size, read, write, ok = in.MemOperand(&th.regs)
+		ok = ok && size > 0 && size <= x86MaxAccess
+	}
+	if ok && !fp.Allows(write) || !ok && fp.Prot == kmmio.ProtNone {
+		return t.resume(th, int(unix.SIGSEGV))
+	}
+	tm := t.mapAt(faultAddr)
+	if ok {
+		if m := t.mapAt(opAddr); m != nil {
+			tm = m
+		}
+	}
+	describe := ok && tm != nil && !tm.device
+	var before [x86MaxAccess]byte
+	if describe && read {
+		if err := t.mem.ReadAt(before[:size], opAddr); err != nil {
+			describe = false
+		}
+	}
+
+	t.injTID = th.tid
+	pages := []*kmmio.FaultPage{fp}
+	if err := t.engine.Disarm(fp); err != nil {
+		return err
+	}
+	var si ptrace.Siginfo
+	var err error
+	for tries := 0; ; tries++ {
+		si, err = t.inj.Step(th.tid)
+		if err != nil || si.Signo == int32(unix.SIGTRAP) {
+			break
+		}
+		next := t.engine.Page(si.Addr)
+		if tries > 4 || si.Code != ptrace.SegvAccErr || next == nil || !next.Armed {
+			break
+		}
+		if err = t.engine.Disarm(next); err != nil {
+			break
+		}
+		pages = append(pages, next)
+	}
+	for _, p := range pages {
+		if rerr := t.engine.Rearm(p); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
+		return ignoreGone(err)
+	}
+	if si.Signo != int32(unix.SIGTRAP) {
+		// The program's own fault, from the same instruction, which did not
+		// execute: deliver it with the thread still at the instruction.
+		return t.resume(th, int(si.Signo))
+	}
+	if tm != nil {
+		if err := t.logStepped(th, tm, describe, read, write, opAddr, size, before[:size], faultAddr); err != nil {
+			return err
+		}
+	}
+	return t.resume(th, 0)
+}
+
+// logStepped writes the records of a single-stepped access: R and W from
+// the decoded operand, the values read before and after the step, or
+// UNKNOWN with the first three instruction bytes when that is not possible.
+func (t *Tracer) logStepped(th *thread, tm *tmap, describe, read, write bool, addr uint64, size int, before []byte, faultAddr uint64) error {
+	if !describe {
+		r := trace.Record{Kind: trace.KindUnknown, TID: int32(th.tid), MapID: tm.id, Time: trace.Now(),
+			Phys: tm.physOf(faultAddr), PC: th.regs.Rip}
+		t.mem.ReadPartial(r.Value[:3], th.regs.Rip)
+		t.Counts.Unknown.Add(1)
+		tm.stats.Unknown++
+		return t.emit(&r)
+	}
+	if read {
+		t.probed(addr, before, false)
+	}
+	if write {
+		after := t.hit.buf[:size]
+		if err := t.mem.ReadAt(after, addr); err != nil {
+			return err
+		}
+		t.probed(addr, after, true)
+	}
+	return t.err
+}

@@ -1,0 +1,302 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+)
+
+// thread is one traced thread of the program.
+type thread struct {
+	tid  int
+	regs unix.PtraceRegs
+	// held: stopped by the tracer (to single-step another thread, or to
+	// detach) and not resumed yet. queued: its latest stop is in
+	// Tracer.queue, still to be handled; the loop resumes it then.
+	held, queued bool
+	// sigs are signals that arrived while the tracer was using the thread
+	// (an injected syscall, a single-step); they are delivered when it
+	// resumes.
+	sigs []int
+	// inSys: between the entry and the exit of a syscall that changes
+	// mappings, whose arguments are in sys.
+	inSys bool
+	sys   ptrace.SyscallInfo
+}
+
+func (t *Tracer) addThread(tid int) *thread {
+	th := t.threads[tid]
+	if th == nil {
+		th = &thread{tid: tid}
+		t.threads[tid] = th
+	}
+	return th
+}
+
+func (t *Tracer) holdSignal(tid, sig int) {
+	if th := t.threads[tid]; th != nil {
+		th.sigs = append(th.sigs, sig)
+	}
+}
+
+// loop handles stops until the program is gone, the session is cancelled,
+// or an error. Every stop it takes from wait4 it also resumes before the
+// next wait, except stops it queues while stopping threads, which are
+// handled (and resumed) first.
+func (t *Tracer) loop() error {
+	killed := false
+	for !t.over() || len(t.foreign) > 0 {
+		if t.cancel.Load() {
+			if !t.spawned {
+				return t.detachAll()
+			}
+			if !killed {
+				t.Kill()
+				killed = true
+			}
+		}
+		var s stop
+		if len(t.queue) > 0 {
+			s, t.queue = t.queue[0], t.queue[1:]
+			if th := t.threads[s.tid]; th != nil {
+				th.queued, th.held = false, false
+			}
+		} else {
+			tid, ws, err := ptrace.Wait(-1, false)
+			if errors.Is(err, syscall.ECHILD) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			s = stop{tid, ws}
+		}
+		if t.waker != nil && s.tid == t.waker.Pid {
+			t.waker = nil // reaped: the cancel flag is set
+			continue
+		}
+		if err := t.handle(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle acts on one stop or exit of a thread.
+func (t *Tracer) handle(s stop) error {
+	tid, ws := s.tid, s.ws
+	if t.foreign[tid] {
+		return t.handleForeign(tid, ws)
+	}
+	if ws.Exited() || ws.Signaled() {
+		t.exited(tid, ws)
+		return nil
+	}
+	if !ws.Stopped() {
+		return nil
+	}
+	// A thread whose first stop comes before its creator's clone event.
+	th := t.addThread(tid)
+	sig := ws.StopSignal()
+	switch ev := ptrace.Event(ws); {
+	case ev == unix.PTRACE_EVENT_CLONE:
+		msg, err := ptrace.GetEventMsg(tid)
+		if err == nil {
+			t.addThread(int(msg))
+		}
+		return t.resume(th, 0)
+	case ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
+		if msg, err := ptrace.GetEventMsg(tid); err == nil {
+			t.foreign[int(msg)] = true
+			if ev == unix.PTRACE_EVENT_FORK {
+				t.forked = append(t.forked, int(msg))
+			}
+		}
+		return t.resume(th, 0)
+	case ev == unix.PTRACE_EVENT_EXEC:
+		if err := t.execed(th); err != nil {
+			return err
+		}
+		return t.resume(t.threads[t.pid], 0)
+	case ev == unix.PTRACE_EVENT_SECCOMP:
+		return t.syscallStop(th)
+	case ev == unix.PTRACE_EVENT_STOP:
+		switch sig {
+		case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+			// A group-stop: stay stopped, but keep reporting (so that
+			// SIGCONT and the tracer's own requests still work).
+			return ignoreGone(ptrace.Listen(tid))
+		}
+		return t.resume(th, 0) // an interrupt or a new thread's first stop
+	case ev != 0:
+		return t.resume(th, 0)
+	case ptrace.IsSyscallStop(ws):
+		return t.syscallStop(th)
+	case sig == unix.SIGSEGV:
+		return t.fault(th)
+	default:
+		return t.resume(th, int(sig))
+	}
+}
+
+// resume restarts a stopped thread, delivering sig or else the first signal
+// held back while the tracer used the thread (later ones are re-raised).
+// Attached programs run under PTRACE_SYSCALL, to see mapping calls; spawned
+// ones see them through their seccomp filter and run under PTRACE_CONT,
+// except from a traced syscall's entry to its exit.
+func (t *Tracer) resume(th *thread, sig int) error {
+	if sig == 0 && len(th.sigs) > 0 {
+		sig, th.sigs = th.sigs[0], th.sigs[1:]
+	}
+	for _, s := range th.sigs {
+		unix.Tgkill(t.pid, th.tid, syscall.Signal(s))
+	}
+	th.sigs = th.sigs[:0]
+	th.held = false
+	var err error
+	if !t.spawned || th.inSys {
+		err = ptrace.Syscall(th.tid, sig)
+	} else {
+		err = ptrace.Cont(th.tid, sig)
+	}
+	return ignoreGone(err)
+}
+
+// ignoreGone drops the error of a request on a thread that has just died
+// (killed, or its process exiting): its exit is reported by wait4 next.
+func ignoreGone(err error) error {
+	if errors.Is(err, syscall.ESRCH) || errors.Is(err, ptrace.ErrGone) {
+		return nil
+	}
+	return err
+}
+
+// exited forgets a thread that is gone. The thread-group leader's status is
+// the program's.
+func (t *Tracer) exited(tid int, ws unix.WaitStatus) {
+	if _, ok := t.threads[tid]; !ok {
+		return // a thread that exec discarded, reported late
+	}
+	delete(t.threads, tid)
+	if tid != t.pid {
+		return
+	}
+	if ws.Signaled() {
+		t.result.ExitCode = 128 + int(ws.Signal())
+	} else {
+		t.result.ExitCode = ws.ExitStatus()
+	}
+	// Other threads of an exiting group may still report; wait for them
+	// only if they exist (a leader that called pthread_exit is reported
+	// last by the kernel, after every other thread).
+}
+
+// execed starts over after the program executed a new image: its old
+// mappings are gone (each traced one gets an UNMAP), the thread that called
+// exec now has the leader's id, and every other thread is gone.
+func (t *Tracer) execed(th *thread) error {
+	for tid := range t.threads {
+		if tid != t.pid && tid != th.tid {
+			delete(t.threads, tid)
+		}
+	}
+	delete(t.threads, th.tid)
+	leader := t.addThread(t.pid)
+	leader.inSys = false
+	var pc uint64
+	if err := ptrace.GetRegs(t.pid, &leader.regs); err == nil {
+		pc = leader.regs.Rip
+	}
+	if err := t.dropAllMaps(pc, t.pid); err != nil {
+		return err
+	}
+	return t.openImage(leader)
+}
+
+// openImage prepares for the program's current image: memory access, the
+// syscall instruction to inject through, and its mappings to trace.
+func (t *Tracer) openImage(th *thread) error {
+	if t.mem != nil {
+		t.mem.Close()
+	}
+	var err error
+	if t.mem, err = ptrace.OpenMem(t.pid); err != nil {
+		return err
+	}
+	if t.inj.SyscallAddr, err = ptrace.FindSyscallInsn(t.pid, t.mem); err != nil {
+		return err
+	}
+	clear(t.icache)
+	t.injTID = th.tid
+	return t.syncMaps(0, ^uint64(0), th.regs.Rip, th.tid)
+}
+
+// handleForeign serves a process the program forked. It is not traced, but
+// it was born with the parent's armed pages (PROT_NONE), which are restored
+// at its first stop, and in spawn mode with the seccomp filter, whose stops
+// it needs a tracer to pass; so spawned programs' children stay attached and
+// are just kept running.
+func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
+	if ws.Exited() || ws.Signaled() {
+		delete(t.foreign, tid)
+		return nil
+	}
+	if !ws.Stopped() {
+		return nil
+	}
+	sig := 0
+	switch ev := ptrace.Event(ws); {
+	case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
+		if msg, err := ptrace.GetEventMsg(tid); err == nil {
+			t.foreign[int(msg)] = true
+		}
+	case ev == unix.PTRACE_EVENT_STOP:
+		if i := indexOf(t.forked, tid); i >= 0 {
+			t.forked = append(t.forked[:i], t.forked[i+1:]...)
+			if err := t.restoreForked(tid); err != nil {
+				return err
+			}
+		}
+		if !t.spawned {
+			delete(t.foreign, tid)
+			return ignoreGone(ptrace.Detach(tid, 0))
+		}
+	case ev != 0 || ptrace.IsSyscallStop(ws):
+	default:
+		sig = int(ws.StopSignal())
+	}
+	return ignoreGone(ptrace.Cont(tid, sig))
+}
+
+// restoreForked gives a forked child back the protections its parent's
+// armed pages had, by injecting mprotect into the child.
+func (t *Tracer) restoreForked(tid int) error {
+	inj := ptrace.Injector{SyscallAddr: t.inj.SyscallAddr}
+	for _, tm := range t.maps {
+		for a := tm.start &^ (pageSize - 1); a < tm.end; a += pageSize {
+			fp := t.engine.Page(a)
+			if fp == nil || !fp.Armed {
+				continue
+			}
+			if r, err := inj.Syscall(tid, unix.SYS_MPROTECT, a, pageSize, uint64(fp.Prot)); err != nil {
+				return ignoreGone(err)
+			} else if r < 0 {
+				return fmt.Errorf("restore page %#x in forked child %d: %w", a, tid, syscall.Errno(-r))
+			}
+		}
+	}
+	return nil
+}
+
+func indexOf(s []int, v int) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}

@@ -1,0 +1,116 @@
+package tracer
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// DefaultGlobs select device mappings, the default when neither a glob nor a
+// range is given: the mappings a user-space driver makes of device memory.
+var DefaultGlobs = []string{
+	"/dev/mem",
+	"/dev/uio*",
+	"/dev/vfio/*",
+	"/dev/dri/*",
+	"/sys/bus/pci/devices/*/resource*",
+	"/sys/devices/**/resource*",
+}
+
+// Range is a virtual address range [Addr, Addr+Len) given with --range.
+type Range struct {
+	Addr, Len uint64
+}
+
+// ParseRange parses ADDR+LEN, each hex (0x...) or decimal.
+func ParseRange(s string) (Range, error) {
+	a, l, ok := strings.Cut(s, "+")
+	if !ok {
+		return Range{}, fmt.Errorf("bad range %q: want ADDR+LEN, e.g. 0x7f0000001000+4096", s)
+	}
+	addr, err := strconv.ParseUint(strings.TrimSpace(a), 0, 64)
+	if err != nil {
+		return Range{}, fmt.Errorf("bad range %q: address: %w", s, errors.Unwrap(err))
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(l), 0, 64)
+	if err != nil {
+		return Range{}, fmt.Errorf("bad range %q: length: %w", s, errors.Unwrap(err))
+	}
+	if n == 0 {
+		return Range{}, fmt.Errorf("bad range %q: length is zero", s)
+	}
+	if addr+n < addr || addr+n > 1<<47 {
+		return Range{}, fmt.Errorf("bad range %q: beyond the user address space", s)
+	}
+	return Range{addr, n}, nil
+}
+
+// Selection says which memory to trace: mappings whose backing path
+// matches one of Globs, and the parts of any mapping inside one of Ranges.
+type Selection struct {
+	Globs  []string
+	Ranges []Range
+}
+
+// ValidateGlob reports a malformed glob.
+func ValidateGlob(g string) error {
+	for _, part := range strings.Split(g, "/") {
+		if part == "**" {
+			continue
+		}
+		if _, err := path.Match(part, ""); err != nil {
+			return fmt.Errorf("bad glob %q: %w", g, err)
+		}
+	}
+	return nil
+}
+
+// MatchGlob reports whether name matches glob. Glob has the syntax of
+// path.Match, applied per path element, plus "**", which matches any number
+// of whole elements (zero or more).
+func MatchGlob(glob, name string) bool {
+	return matchParts(strings.Split(glob, "/"), strings.Split(name, "/"))
+}
+
+func matchParts(g, n []string) bool {
+	for len(g) > 0 {
+		if g[0] == "**" {
+			for i := 0; i <= len(n); i++ {
+				if matchParts(g[1:], n[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		if len(n) == 0 {
+			return false
+		}
+		if ok, _ := path.Match(g[0], n[0]); !ok {
+			return false
+		}
+		g, n = g[1:], n[1:]
+	}
+	return len(n) == 0
+}
+
+// Pieces returns the parts of m to trace, in address order: the whole
+// mapping when its path matches a glob, else its overlap with each range.
+func (s *Selection) Pieces(m *Mapping) []Range {
+	if m.Path != "" && strings.HasPrefix(m.Path, "/") {
+		for _, g := range s.Globs {
+			if MatchGlob(g, m.Path) {
+				return []Range{{m.Start, m.Len()}}
+			}
+		}
+	}
+	var out []Range
+	for _, r := range s.Ranges {
+		lo, hi := max(r.Addr, m.Start), min(r.Addr+r.Len, m.End)
+		if lo < hi {
+			out = append(out, Range{lo, hi - lo})
+		}
+	}
+	return out
+}

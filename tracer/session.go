@@ -1,0 +1,222 @@
+package tracer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+	"github.com/mmiotrace/mmiotrace/internal/x86"
+	"github.com/mmiotrace/mmiotrace/kmmio"
+	"github.com/mmiotrace/mmiotrace/trace"
+)
+
+// Recorder receives the records of a session. trace.Buffer is one. Append
+// may block (the traced program then waits: nothing is dropped) and is
+// called from the tracer loop and, for MARK and TP records, from other
+// goroutines.
+type Recorder interface {
+	Append(*trace.Record) error
+}
+
+// Config describes a tracing session.
+type Config struct {
+	// Argv is the command to spawn; PID the process to attach to. Exactly
+	// one is set.
+	Argv []string
+	PID  int
+	// Self is the path of the mmiotrace executable, which RunHelper must
+	// handle, for the seccomp shim of a spawned program and the waker.
+	Self string
+	// Stdio of the spawned program; nil entries default to os.Stdin,
+	// os.Stdout and os.Stderr.
+	Stdio [3]*os.File
+	// Select says what to trace.
+	Select Selection
+	// Out receives the records.
+	Out Recorder
+	// Warn, if set, receives warnings (a glob that matches nothing yet).
+	Warn func(string)
+	// Started, if set, is called once the program is traced, with its pid.
+	Started func(pid int)
+}
+
+// Result is how a session ended.
+type Result struct {
+	// ExitCode is the traced program's exit status, 128+N if a signal N
+	// killed it, or -1 when the tracer detached from a live program.
+	ExitCode int
+	Detached bool
+}
+
+// MapStats counts the accesses to one traced mapping.
+type MapStats struct {
+	ID                     uint32
+	Path                   string
+	Phys, Virt, Len        uint64
+	Reads, Writes, Unknown uint64
+	Unmapped               bool
+}
+
+// Counters are the live totals of a session, safe to read from any goroutine.
+type Counters struct {
+	Reads, Writes, Unknown atomic.Uint64
+	Emulated, Stepped      atomic.Uint64
+	Maps                   atomic.Int64 // mappings traced now
+}
+
+// Tracer runs one session. Create it with New, run it with Run.
+type Tracer struct {
+	cfg    Config
+	Counts Counters
+
+	pid     int  // thread-group id of the traced program
+	spawned bool // we started it: seccomp filter, PTRACE_O_EXITKILL
+	proc    *os.Process
+
+	threads map[int]*thread
+	queue   []stop // stops collected while stopping threads, handled next
+
+	mem    *ptrace.Mem
+	inj    ptrace.Injector
+	injTID int // the stopped thread that injected syscalls run in
+	engine *kmmio.Engine
+
+	maps    []*tmap // traced pieces, by address
+	nextID  uint32
+	stats   map[uint32]*MapStats
+	order   []uint32
+	pciSeen map[string]bool
+	icache  map[uint64]*x86.Inst
+	code    [16]byte
+	vec     x86.VecRegs
+	xsave   []byte
+	hit     hitState
+
+	pidSeen  atomic.Int64 // the pid, for other goroutines
+	foreign  map[int]bool // fork children: kept running, not traced
+	forked   []int        // fork children whose pages are still armed
+	waker    *os.Process
+	wakePipe *os.File
+	wakeOnce sync.Once
+	cancel   atomic.Bool
+	result   Result
+	err      error
+}
+
+// stop is a wait status held back to be handled by the loop.
+type stop struct {
+	tid int
+	ws  unix.WaitStatus
+}
+
+// New checks cfg and returns a Tracer.
+func New(cfg Config) (*Tracer, error) {
+	if (len(cfg.Argv) == 0) == (cfg.PID == 0) {
+		return nil, errors.New("mmiotrace: give either a command or a pid")
+	}
+	if cfg.Out == nil {
+		return nil, errors.New("mmiotrace: no output")
+	}
+	for i, f := range []*os.File{os.Stdin, os.Stdout, os.Stderr} {
+		if cfg.Stdio[i] == nil {
+			cfg.Stdio[i] = f
+		}
+	}
+	for _, g := range cfg.Select.Globs {
+		if err := ValidateGlob(g); err != nil {
+			return nil, err
+		}
+	}
+	t := &Tracer{
+		cfg:     cfg,
+		threads: make(map[int]*thread),
+		stats:   make(map[uint32]*MapStats),
+		pciSeen: make(map[string]bool),
+		icache:  make(map[uint64]*x86.Inst),
+		foreign: make(map[int]bool),
+		xsave:   make([]byte, 16384),
+		nextID:  1,
+	}
+	t.inj.Pending = t.holdSignal
+	return t, nil
+}
+
+// Stats returns the per-mapping counts, in map id order.
+func (t *Tracer) Stats() []MapStats {
+	out := make([]MapStats, 0, len(t.order))
+	for _, id := range t.order {
+		out = append(out, *t.stats[id])
+	}
+	return out
+}
+
+// PID returns the traced program's process id, once started.
+func (t *Tracer) PID() int { return int(t.pidSeen.Load()) }
+
+// Run traces until the program exits or ctx is cancelled. It locks the
+// calling goroutine to its OS thread for its whole run: every ptrace request
+// must come from the thread that attached.
+//
+// On cancellation an attached program is detached, with every page restored
+// and every thread running. A spawned program is killed instead: it carries a
+// seccomp filter that fails its mmap calls without a tracer. (To let a
+// spawned program end on its own, forward it the signal and keep ctx alive.)
+// On a tracer error the session ends the same way and Run returns the error,
+// with every record made until then already passed to Out.
+func (t *Tracer) Run(ctx context.Context) (Result, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	if err := t.startWaker(); err != nil {
+		return Result{}, err
+	}
+	defer t.stopWaker()
+	if t.cfg.Argv != nil {
+		if err := t.spawn(); err != nil {
+			return Result{}, err
+		}
+	} else if err := t.attach(); err != nil {
+		return Result{}, err
+	}
+	t.pidSeen.Store(int64(t.pid))
+	if t.cfg.Started != nil {
+		t.cfg.Started(t.pid)
+	}
+	stopWatch := context.AfterFunc(ctx, func() {
+		t.cancel.Store(true)
+		t.wake()
+	})
+	defer stopWatch()
+
+	err := t.loop()
+	if err != nil && !t.over() {
+		// A tracer error: leave nothing behind in a live program.
+		if derr := t.abandon(); derr != nil {
+			err = fmt.Errorf("%w (and while cleaning up: %v)", err, derr)
+		}
+	}
+	t.closeMaps()
+	if t.mem != nil {
+		t.mem.Close()
+	}
+	return t.result, err
+}
+
+// over reports that the traced program is gone.
+func (t *Tracer) over() bool { return len(t.threads) == 0 }
+
+// Kill kills a spawned program (for a second Ctrl-C). Safe from any
+// goroutine.
+func (t *Tracer) Kill() {
+	if pid := t.pidSeen.Load(); t.cfg.Argv != nil && pid > 0 {
+		syscall.Kill(int(pid), syscall.SIGKILL)
+	}
+}

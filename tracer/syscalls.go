@@ -1,0 +1,94 @@
+package tracer
+
+import (
+	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+)
+
+// mapsCall reports the syscalls that create, remove or change mappings.
+func mapsCall(nr uint64) bool {
+	switch nr {
+	case unix.SYS_MMAP, unix.SYS_MUNMAP, unix.SYS_MREMAP, unix.SYS_MPROTECT:
+		return true
+	}
+	return false
+}
+
+// syscallStop handles a syscall-entry, syscall-exit or seccomp stop. At the
+// entry of a mapping call it keeps the arguments; at its exit, if the call
+// succeeded, it updates what is traced before the program can use the new
+// mapping: the thread is still stopped, and no other thread can know the
+// address yet.
+func (t *Tracer) syscallStop(th *thread) error {
+	info, err := ptrace.GetSyscallInfo(th.tid)
+	if err != nil {
+		return ignoreGone(err)
+	}
+	switch info.Op {
+	case ptrace.SyscallEntry, ptrace.SyscallSeccomp:
+		if mapsCall(info.Nr()) {
+			th.sys, th.inSys = info, true
+		}
+	case ptrace.SyscallExit:
+		if th.inSys {
+			th.inSys = false
+			if err := t.syscallExit(th, info.Ret()); err != nil {
+				return err
+			}
+		}
+	}
+	return t.resume(th, 0)
+}
+
+// syscallExit applies a completed mapping call.
+func (t *Tracer) syscallExit(th *thread, ret int64) error {
+	if ret < 0 && ret > -4096 {
+		return nil // failed: nothing changed
+	}
+	a := th.sys.Args
+	pc := th.sys.IP - 2 // the syscall instruction
+	t.injTID = th.tid
+	clear(t.icache) // code may have been mapped, unmapped or made writable
+	switch th.sys.Nr() {
+	case unix.SYS_MMAP:
+		addr, length := uint64(ret), pageAlign(a[1])
+		// MAP_FIXED may have replaced traced memory.
+		if err := t.unmapRange(addr, length, pc, th.tid); err != nil {
+			return err
+		}
+		if !t.mayTrace(addr, length, a[3], int(a[4])) {
+			return nil
+		}
+		return t.syncMaps(addr, addr+length, pc, th.tid)
+	case unix.SYS_MUNMAP:
+		return t.unmapRange(a[0], pageAlign(a[1]), pc, th.tid)
+	case unix.SYS_MREMAP:
+		if err := t.unmapRange(a[0], pageAlign(a[1]), pc, th.tid); err != nil {
+			return err
+		}
+		addr, length := uint64(ret), pageAlign(a[2])
+		if err := t.unmapRange(addr, length, pc, th.tid); err != nil {
+			return err
+		}
+		return t.syncMaps(addr, addr+length, pc, th.tid)
+	case unix.SYS_MPROTECT:
+		return t.protectRange(a[0], pageAlign(a[1]), int(a[2]))
+	}
+	return nil
+}
+
+// mayTrace is a cheap filter for new mappings, so that the program's many
+// anonymous mmaps (malloc, Go's heap) cost no /proc/PID/maps read: a
+// mapping can only be selected by a glob if it has a file, or by a range if
+// it overlaps one.
+func (t *Tracer) mayTrace(addr, length, flags uint64, fd int) bool {
+	for _, r := range t.cfg.Select.Ranges {
+		if r.Addr < addr+length && addr < r.Addr+r.Len {
+			return true
+		}
+	}
+	return flags&unix.MAP_ANONYMOUS == 0 && fd >= 0 && len(t.cfg.Select.Globs) > 0
+}
+
+func pageAlign(n uint64) uint64 { return (n + pageSize - 1) &^ (pageSize - 1) }
