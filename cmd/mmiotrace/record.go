@@ -9,8 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mmiotrace/mmiotrace/tracer"
 	"github.com/mmiotrace/mmiotrace/trace"
+	"github.com/mmiotrace/mmiotrace/tracer"
 )
 
 const recordHelp = `Usage:
