@@ -66,7 +66,7 @@ func (t *Tracer) stopWaker() {
 
 // spawn starts the command under the seccomp shim and prepares its image.
 func (t *Tracer) spawn() error {
-	s, err := ptrace.Spawn(t.cfg.Self, t.cfg.Argv, t.cfg.Stdio)
+	s, err := ptrace.Spawn(t.cfg.Self, t.cfg.Argv, t.cfg.Stdio, t.cfg.Env)
 	if err != nil {
 		return err
 	}

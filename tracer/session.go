@@ -35,6 +35,8 @@ type Config struct {
 	// Self is the path of the mmiotrace executable, which RunHelper must
 	// handle, for the seccomp shim of a spawned program and the waker.
 	Self string
+	// Env is the spawned program's environment; nil means the tracer's.
+	Env []string
 	// Stdio of the spawned program; nil entries default to os.Stdin,
 	// os.Stdout and os.Stderr.
 	Stdio [3]*os.File

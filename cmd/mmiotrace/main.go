@@ -44,6 +44,7 @@ func init() {
 	commands = []command{
 		{"record", "trace a program's loads and stores to chosen mappings", runRecord},
 		{"mark", "add a MARK line to a running record session", runMark},
+		{"tp", "list a Go program's tracepoints", runTp},
 		{"help", "show help for a command", runHelp},
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/mmiotrace/mmiotrace/internal/tpcollect"
 	"github.com/mmiotrace/mmiotrace/trace"
 	"github.com/mmiotrace/mmiotrace/tracer"
 )
@@ -29,7 +31,12 @@ any number of elements.
 Ctrl-C detaches from an attached program (which keeps running, with its
 memory as it was); a spawned program receives the signal.
 
+With -e, the program's tracepoints (package tracepoint) that match are
+collected into the same log as TP lines, on the same clock; -e alone traces
+no memory.
+
 Examples:
+  mmiotrace record -e 'demo:*' -- ./app                 # tracepoints only
   mmiotrace record -- ./uio-driver                      # device maps, to mmiotrace.log
   mmiotrace record --map '/dev/shm/*' -o - -- ./sim     # a file, log to stdout
   mmiotrace record --range 0x7f0000000000+0x1000 -p 42  # a virtual range
@@ -43,6 +50,8 @@ func runRecord(args []string) int {
 	var globs, ranges listFlag
 	fs.Var(&globs, "map", "trace mappings whose path matches `GLOB` (repeatable)")
 	fs.Var(&ranges, "range", "trace the virtual range `ADDR+LEN`, hex or decimal (repeatable)")
+	var events listFlag
+	fs.Var(&events, "e", "collect the tracepoints matching `PROVIDER:EVENT` (globs allowed, repeatable)")
 	quiet := fs.Bool("q", false, "no progress line or summary")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -71,8 +80,20 @@ func runRecord(args []string) int {
 			return exitUsage
 		}
 	}
-	if len(globs) == 0 && len(ranges) == 0 {
+	for _, e := range events {
+		if err := tracer.ValidateGlob(strings.ReplaceAll(e, ":", "/")); err != nil || e == "" {
+			errorf("record: bad tracepoint pattern %q", e)
+			return exitUsage
+		}
+	}
+	if len(globs) == 0 && len(ranges) == 0 && len(events) == 0 {
 		sel.Globs = tracer.DefaultGlobs
+	}
+	var env []string
+	if len(events) > 0 && *pid == 0 {
+		// The program starts recording the events at init, into a ring the
+		// collector adopts: nothing fired before it connects is lost.
+		env = append(os.Environ(), tpcollect.EnvVar+"="+tpcollect.EnvValue(events))
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -90,17 +111,22 @@ func runRecord(args []string) int {
 
 	ui := newStatus(os.Stderr, *quiet)
 	var marks *tracer.MarkServer
+	var tps *tpCollector
 	tr, err := tracer.New(tracer.Config{
 		Argv:   argv,
 		PID:    *pid,
 		Self:   self,
+		Env:    env,
 		Select: sel,
 		Out:    buf,
 		Warn:   func(s string) { ui.warn(s) },
-		Started: func(pid int) {
+		Started: func(tracee int) {
 			var err error
-			if marks, err = tracer.ServeMarks(pid, buf); err != nil {
+			if marks, err = tracer.ServeMarks(tracee, buf); err != nil {
 				ui.warn(fmt.Sprintf("marks disabled: %v", err))
+			}
+			if len(events) > 0 {
+				tps = startTracepoints(tracee, events, buf, *pid == 0)
 			}
 		},
 	})
@@ -122,12 +148,20 @@ func runRecord(args []string) int {
 	if marks != nil {
 		marks.Close()
 	}
+	var tpRes tpResult
+	if tps != nil {
+		tpRes.on = true
+		tpRes.events, tpRes.lost, tpRes.err = tps.finish()
+	}
 	werr := buf.Close()
 	if cerr := closeLog(); werr == nil {
 		werr = cerr
 	}
-	ui.summary(tr, globs, *out, res)
+	ui.summary(tr, globs, *out, res, tpRes)
 	switch {
+	case tpRes.err != nil && runErr == nil:
+		errorf("record: %v", tpRes.err)
+		return exitError
 	case runErr != nil:
 		errorf("record: %v", runErr)
 		return exitError

@@ -102,7 +102,14 @@ func human(v float64) string {
 
 // summary prints what was recorded, per map, and warns about globs that
 // matched nothing during the whole session.
-func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res tracer.Result) {
+// tpResult is what the tracepoint collector did.
+type tpResult struct {
+	on           bool
+	events, lost uint64
+	err          error
+}
+
+func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res tracer.Result, tp tpResult) {
 	stats := tr.Stats()
 	for _, g := range globs {
 		matched := false
@@ -133,6 +140,9 @@ func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res trac
 		fmt.Fprintf(&b, "; log in %s", out)
 	}
 	b.WriteString("\n")
+	if tp.on {
+		fmt.Fprintf(&b, "mmiotrace: %d tracepoint events, lost %d\n", tp.events, tp.lost)
+	}
 	if len(stats) > 0 {
 		sort.SliceStable(stats, func(i, j int) bool { return stats[i].ID < stats[j].ID })
 		fmt.Fprintf(&b, "  %4s %10s %10s %10s %8s  %-18s %-10s %s\n", "map", "accesses", "reads", "writes", "unknown", "phys", "len", "path")

@@ -20,7 +20,8 @@ type Spawned struct {
 // of the mmiotrace executable, which runs RunShim when given ShimArg), so that
 // only TracedSyscalls stop the tracee. It returns with the program stopped at
 // its exec event. The calling goroutine must be locked to its OS thread and
-// make every later ptrace request.
+// make every later ptrace request. env is the program's environment (nil:
+// the tracer's).
 //
 // The shim installs the filter, then waits on a pipe until the tracer has
 // seized it, so that the exec is always seen. Seizing (rather than
@@ -28,7 +29,7 @@ type Spawned struct {
 // killed if the tracer dies (PTRACE_O_EXITKILL): a seccomp filter that
 // returns SECCOMP_RET_TRACE without a tracer would fail the program's mmap
 // calls with ENOSYS.
-func Spawn(self string, argv []string, stdio [3]*os.File) (*Spawned, error) {
+func Spawn(self string, argv []string, stdio [3]*os.File, env []string) (*Spawned, error) {
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return nil, fmt.Errorf("command %q: %w", argv[0], unwrapExec(err))
@@ -38,7 +39,7 @@ func Spawn(self string, argv []string, stdio [3]*os.File) (*Spawned, error) {
 		return nil, fmt.Errorf("spawn: %w", err)
 	}
 	defer gateW.Close()
-	attr := &os.ProcAttr{Files: []*os.File{stdio[0], stdio[1], stdio[2], gateR}}
+	attr := &os.ProcAttr{Files: []*os.File{stdio[0], stdio[1], stdio[2], gateR}, Env: env}
 	proc, err := os.StartProcess(self, append([]string{self, ShimArg, path}, argv...), attr)
 	gateR.Close()
 	if err != nil {
