@@ -102,7 +102,7 @@ func TestDR6(t *testing.T) {
 	if !d.Hit(2) || d.Hit(0) || d.Hits() != 0b0100 || !d.SingleStep() {
 		t.Errorf("B2|BS decoded as %v", d)
 	}
-	if DR6(1 << 13).String() != "dr6{BD}" || d.String() != "dr6{B2 BS}" {
+	if DR6(1<<13).String() != "dr6{BD}" || d.String() != "dr6{B2 BS}" {
 		t.Errorf("strings: %v %v", DR6(1<<13), d)
 	}
 }
@@ -151,8 +151,8 @@ func TestValidate(t *testing.T) {
 		{0x1001, 2, Write}, {0x1002, 4, Write}, {0x1004, 8, Write}, // misaligned
 		{0x1000, 3, Write}, {0x1000, 16, Write}, {0x1000, 0, Write}, // no encoding
 		{0x1000, 4, Exec}, {0x1000, 2, Exec}, // exec is length 1
-		{0x1000, 1, Kind(2)},                 // I/O breakpoints
-		{0xffff_ffff_8100_0000, 8, Write},    // kernel half
+		{0x1000, 1, Kind(2)},              // I/O breakpoints
+		{0xffff_ffff_8100_0000, 8, Write}, // kernel half
 	}
 	for _, c := range bad {
 		err := Validate(c.addr, c.n, c.k)
