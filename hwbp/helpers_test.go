@@ -16,7 +16,7 @@ import (
 // fixture is a running testdata/store.c, stopped by its own SIGSTOP after
 // printing its addresses.
 type fixture struct {
-	pid                                      int
+	pid                                   int
 	counter, untouched, other, afterStore uint64
 }
 
