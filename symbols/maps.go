@@ -2,6 +2,7 @@ package symbols
 
 import (
 	"bufio"
+	"debug/elf"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -84,18 +85,62 @@ func parseMapsLine(line string) (Mapping, error) {
 	return m, nil
 }
 
-// BiasAt returns the load bias of the file when one of its PT_LOAD segments
-// is mapped at mapStart from file offset mapOffset (both as /proc/PID/maps
-// or an mmap event report them), and false if no segment starts at that
-// offset. The bias is what to add to link-time addresses: mapStart minus the
-// segment's page-aligned p_vaddr. It is 0 for a fixed-address executable.
+// BiasAt returns the load bias of the file when part of one of its PT_LOAD
+// segments is mapped at mapStart from file offset mapOffset (both as
+// /proc/PID/maps or an mmap event report them), and false if no segment
+// holds that offset or several do at different biases. The bias is what to
+// add to link-time addresses; it is 0 for a fixed-address executable. A
+// mapping need not start at its segment's first page: mprotect (RELRO, for
+// one) splits segments into several mappings.
+//
+// The mapping at offset 0 is never ambiguous, and it is the first one the
+// dynamic loader makes for a library (it reserves the whole extent with it
+// before mapping the other segments over it). Later offsets can be: with
+// the usual separate-code layout the last read-only page and the start of
+// the writable segment share a page of the file. BiasOf uses a mapping's
+// permissions to tell more of them apart.
 func (t *Table) BiasAt(mapStart, mapOffset uint64) (uint64, bool) {
-	for _, p := range t.loads {
-		if p.Off&^pageMask == mapOffset {
-			return mapStart - p.Vaddr&^pageMask, true
+	return t.biasAt(mapStart, mapOffset, func(elf.ProgFlag) bool { return true })
+}
+
+// BiasOf is BiasAt for a mapping read from /proc/PID/maps, using its
+// permissions to choose between segments at the same page offset: a
+// writable mapping belongs to a writable segment, an executable one to an
+// executable segment, and a read-only one to a segment that is not
+// executable (it may be the RELRO part of a writable one).
+func (t *Table) BiasOf(m Mapping) (uint64, bool) {
+	w := strings.Contains(m.Perms, "w")
+	x := strings.Contains(m.Perms, "x")
+	return t.biasAt(m.Start, m.Offset, func(f elf.ProgFlag) bool {
+		switch {
+		case w:
+			return f&elf.PF_W != 0
+		case x:
+			return f&elf.PF_X != 0
 		}
+		return f&elf.PF_X == 0
+	})
+}
+
+func (t *Table) biasAt(mapStart, mapOffset uint64, fits func(elf.ProgFlag) bool) (uint64, bool) {
+	var bias uint64
+	n := 0
+	for _, p := range t.loads {
+		first := p.Off &^ pageMask
+		if mapOffset < first || mapOffset >= max(p.Off+p.Filesz, first+1) || !fits(p.Flags) {
+			continue
+		}
+		// p_vaddr and p_offset are congruent modulo the page size, so the
+		// page at mapOffset sits at link-time address
+		// mapOffset + (p_vaddr - p_offset).
+		b := mapStart - (mapOffset + p.Vaddr - p.Off)
+		if n > 0 && b != bias {
+			return 0, false
+		}
+		bias = b
+		n++
 	}
-	return 0, false
+	return bias, n > 0
 }
 
 // ResolveInMapping returns the run-time address of sym in a process that
@@ -103,7 +148,8 @@ func (t *Table) BiasAt(mapStart, mapOffset uint64) (uint64, bool) {
 // example a library just loaded by dlopen), and false when the mapping is
 // not one of t's segments or sym has no fixed address (TLS). The dynamic
 // loader maps all segments of a file at one bias, so any of them places
-// every symbol.
+// every symbol. Like BiasAt, it reports false for a mapping whose offset is
+// ambiguous; the offset-0 mapping always works.
 func ResolveInMapping(mapStart, mapOffset uint64, t *Table, sym Symbol) (uint64, bool) {
 	if sym.Kind == TLS {
 		return 0, false
@@ -129,15 +175,26 @@ func Bias(pid int, path string, t *Table) (uint64, error) {
 		return 0, err
 	}
 	same := sameFile(path)
+	var bias uint64
+	n := 0
 	for _, m := range maps {
 		if !same(m) {
 			continue
 		}
-		if b, ok := t.BiasAt(m.Start, m.Offset); ok {
-			return b, nil
+		b, ok := t.BiasOf(m)
+		if !ok {
+			continue
 		}
+		if n > 0 && b != bias {
+			return 0, fmt.Errorf("symbols: %s is mapped at several biases in process %d (%#x, %#x)", path, pid, bias, b)
+		}
+		bias = b
+		n++
 	}
-	return 0, fmt.Errorf("symbols: %s is not mapped in process %d", path, pid)
+	if n == 0 {
+		return 0, fmt.Errorf("symbols: %s is not mapped in process %d", path, pid)
+	}
+	return bias, nil
 }
 
 // sameFile returns a test for mappings of the file at path: by device and
