@@ -285,6 +285,9 @@ func (t *Tracer) detachAll() error {
 		t.injTID = th.tid
 		first = t.engine.DisarmAll()
 	}
+	if err := t.clearWatches(); err != nil && first == nil {
+		first = err
+	}
 	for tid, th := range t.threads {
 		if !th.held {
 			continue

@@ -289,7 +289,9 @@ func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAd
 			tm = m
 		}
 	}
-	describe := ok && tm != nil && !tm.device
+	// Ordinary memory is described from the operand; device memory, whose
+	// reads may have side effects, is not read again.
+	describe := ok && (tm == nil || !tm.device)
 	var before [x86MaxAccess]byte
 	if describe && read {
 		if err := t.mem.ReadAt(before[:size], opAddr); err != nil {
@@ -331,7 +333,7 @@ func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAd
 		// execute: deliver it with the thread still at the instruction.
 		return t.resume(th, int(si.Signo))
 	}
-	if tm != nil {
+	if tm != nil || describe {
 		if err := t.logStepped(th, tm, describe, read, write, opAddr, size, before[:size], faultAddr); err != nil {
 			return err
 		}

@@ -26,12 +26,15 @@ type thread struct {
 	// mappings, whose arguments are in sys.
 	inSys bool
 	sys   ptrace.SyscallInfo
+	// fresh: a new thread that has not had its first stop yet, where it
+	// gets the debug registers of watches.
+	fresh bool
 }
 
 func (t *Tracer) addThread(tid int) *thread {
 	th := t.threads[tid]
 	if th == nil {
-		th = &thread{tid: tid}
+		th = &thread{tid: tid, fresh: true}
 		t.threads[tid] = th
 	}
 	return th
@@ -131,6 +134,12 @@ func (t *Tracer) handle(s stop) error {
 			// SIGCONT and the tracer's own requests still work).
 			return ignoreGone(ptrace.Listen(tid))
 		}
+		if th.fresh {
+			th.fresh = false
+			if err := t.newThreadWatches(th); err != nil {
+				return err
+			}
+		}
 		return t.resume(th, 0) // an interrupt or a new thread's first stop
 	case ev != 0:
 		return t.resume(th, 0)
@@ -138,6 +147,8 @@ func (t *Tracer) handle(s stop) error {
 		return t.syscallStop(th)
 	case sig == unix.SIGSEGV:
 		return t.fault(th)
+	case sig == unix.SIGTRAP:
+		return t.trap(th)
 	default:
 		return t.resume(th, int(sig))
 	}
@@ -214,6 +225,9 @@ func (t *Tracer) execed(th *thread) error {
 	if err := t.dropAllMaps(pc, t.pid); err != nil {
 		return err
 	}
+	if err := t.dropWatches(pc, t.pid); err != nil {
+		return err
+	}
 	return t.openImage(leader)
 }
 
@@ -232,7 +246,10 @@ func (t *Tracer) openImage(th *thread) error {
 	}
 	clear(t.icache)
 	t.injTID = th.tid
-	return t.syncMaps(0, ^uint64(0), th.regs.Rip, th.tid)
+	if err := t.syncMaps(0, ^uint64(0), th.regs.Rip, th.tid); err != nil {
+		return err
+	}
+	return t.placeWatches(th)
 }
 
 // handleForeign serves a process the program forked. It is not traced, but

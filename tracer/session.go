@@ -44,6 +44,11 @@ type Config struct {
 	Select Selection
 	// Out receives the records.
 	Out Recorder
+	// Watches, if set, makes this a `watch` session: it resolves the
+	// watchpoints to place (see WatchResolver).
+	Watches WatchResolver
+	// Info, if set, receives informational lines (where each watch went).
+	Info func(string)
 	// Warn, if set, receives warnings (a glob that matches nothing yet).
 	Warn func(string)
 	// Started, if set, is called once the program is traced, with its pid.
@@ -101,6 +106,7 @@ type Tracer struct {
 	vec     x86.VecRegs
 	xsave   []byte
 	hit     hitState
+	watch   *watchSet
 
 	pidSeen  atomic.Int64 // the pid, for other goroutines
 	foreign  map[int]bool // fork children: kept running, not traced
@@ -148,6 +154,9 @@ func New(cfg Config) (*Tracer, error) {
 		nextID:  1,
 	}
 	t.inj.Pending = t.holdSignal
+	if cfg.Watches != nil {
+		t.watch = &watchSet{resolve: cfg.Watches, byName: map[string]*watchState{}, prev: map[uint64]prevInsn{}}
+	}
 	return t, nil
 }
 

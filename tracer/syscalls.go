@@ -57,6 +57,12 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 		if err := t.unmapRange(addr, length, pc, th.tid); err != nil {
 			return err
 		}
+		if t.watch != nil && t.watch.pending > 0 && a[3]&unix.MAP_ANONYMOUS == 0 {
+			// A library may have arrived with symbols to watch.
+			if err := t.placeWatches(th); err != nil {
+				return err
+			}
+		}
 		if !t.mayTrace(addr, length, a[3], int(a[4])) {
 			return nil
 		}

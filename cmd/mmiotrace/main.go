@@ -44,6 +44,8 @@ func init() {
 	commands = []command{
 		{"record", "trace a program's loads and stores to chosen mappings", runRecord},
 		{"mark", "add a MARK line to a running record session", runMark},
+		{"watch", "log every access to variables, by name, with values", runWatch},
+		{"symbols", "list the symbols watch accepts", runSymbols},
 		{"tp", "list a Go program's tracepoints", runTp},
 		{"help", "show help for a command", runHelp},
 	}
@@ -62,6 +64,8 @@ Examples:
   mmiotrace record --map '/dev/shm/*' -o - -- ./sim     # any file mapping
   mmiotrace record -p 1234                              # attach; Ctrl-C detaches
   mmiotrace mark "reset done"                           # annotate a session
+  mmiotrace watch counter 'state:-w-' -- ./app          # watch variables
+  mmiotrace record -e 'demo:*' -- ./goapp               # collect tracepoints
 
 Run 'mmiotrace help COMMAND' for a command's flags.
 `
@@ -147,6 +151,27 @@ func parse(fs *flag.FlagSet, args []string) (code int, ok bool) {
 		return exitUsage, false
 	}
 	return 0, true
+}
+
+// parseInterleaved parses flags mixed with positional arguments, up to a
+// "--" after which everything is the command to run.
+func parseInterleaved(fs *flag.FlagSet, args []string) (pos, argv []string, code int, ok bool) {
+	for i, a := range args {
+		if a == "--" {
+			args, argv = args[:i], args[i+1:]
+			break
+		}
+	}
+	for {
+		if code, ok := parse(fs, args); !ok {
+			return nil, nil, code, false
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, argv, 0, true
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
 }
 
 // listFlag is a repeatable string flag.

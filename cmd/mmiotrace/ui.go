@@ -42,6 +42,13 @@ func (s *status) warn(msg string) {
 	fmt.Fprintf(s.w, "mmiotrace: warning: %s\n", msg)
 }
 
+func (s *status) note(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.clearLine()
+	fmt.Fprintf(s.w, "mmiotrace: %s\n", msg)
+}
+
 func (s *status) clearLine() {
 	if s.drawn {
 		fmt.Fprint(s.w, "\r\x1b[K")

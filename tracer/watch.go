@@ -1,0 +1,418 @@
+package tracer
+
+import (
+	"fmt"
+	"sort"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/hwbp"
+	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+	"github.com/mmiotrace/mmiotrace/internal/x86"
+	"github.com/mmiotrace/mmiotrace/kmmio"
+	"github.com/mmiotrace/mmiotrace/trace"
+)
+
+// Watch is a watchpoint of `mmiotrace watch`: [Addr, Addr+Len) in the
+// program's address space, named Name in the log.
+type Watch struct {
+	Name string
+	Addr uint64
+	Len  uint64
+	Mode hwbp.Mode
+}
+
+// WatchResolver returns the watches that can be placed in process pid now
+// (symbols of files mapped so far), and how many are still waiting for a
+// library to be mapped. The tracer calls it when the program's image is
+// ready and after each new file mapping while some are waiting; it adds the
+// watches it has not seen (by Name) and never removes one.
+type WatchResolver func(pid int) (ready []Watch, pending int, err error)
+
+// WatchStats counts the hits of one watch.
+type WatchStats struct {
+	Name      string
+	Mode      hwbp.Mode
+	Addr, Len uint64
+	Hardware  bool // served by debug registers (else by page protection)
+	Reads     uint64
+	Writes    uint64
+	Execs     uint64
+}
+
+// watchState is a placed watch.
+type watchState struct {
+	Watch
+	id    uint32
+	slots []int        // debug register slots of its pieces
+	probe *kmmio.Probe // when served by page protection
+	stats *WatchStats
+}
+
+// watchSet is the tracer's watch state: the debug registers every thread
+// gets, and the watches.
+type watchSet struct {
+	resolve WatchResolver
+	pending int
+	slots   hwbp.Slots
+	list    []*watchState
+	byName  map[string]*watchState
+	// prev caches, by the address a data trap stopped at, the instruction
+	// before it (traps come after the access).
+	prev map[uint64]prevInsn
+	// done are the watches of images exec replaced, for the statistics.
+	done []*watchState
+}
+
+type prevInsn struct {
+	pc uint64
+	in *x86.Inst
+}
+
+// WatchStats returns the watches and their hits, in the order placed.
+func (t *Tracer) WatchStats() []WatchStats {
+	var out []WatchStats
+	if t.watch == nil {
+		return nil
+	}
+	for _, w := range append(t.watch.done, t.watch.list...) {
+		out = append(out, *w.stats)
+	}
+	return out
+}
+
+// placeWatches asks the resolver for the watches placeable now and places
+// the new ones: debug registers while they last (all of a watch's aligned
+// pieces must fit), page protection for the rest. Execute watches need a
+// debug register.
+func (t *Tracer) placeWatches(th *thread) error {
+	ws := t.watch
+	if ws == nil || ws.resolve == nil {
+		return nil
+	}
+	ready, pending, err := ws.resolve(t.pid)
+	if err != nil {
+		return err
+	}
+	ws.pending = pending
+	changed := false
+	for _, w := range ready {
+		if ws.byName[w.Name] != nil {
+			continue
+		}
+		st := &watchState{Watch: w, id: t.nextID}
+		st.stats = &WatchStats{Name: w.Name, Mode: w.Mode, Addr: w.Addr, Len: w.Len}
+		if err := t.placeOne(st); err != nil {
+			return err
+		}
+		t.nextID++
+		ws.byName[w.Name] = st
+		ws.list = append(ws.list, st)
+		changed = changed || st.stats.Hardware
+		how := "page protection"
+		if st.stats.Hardware {
+			how = fmt.Sprintf("debug register %v", st.slots)
+		}
+		t.info(fmt.Sprintf("watch %s %v at %#x len %d: %s", w.Name, w.Mode, w.Addr, w.Len, how))
+		now := trace.Now()
+		if err := t.emit(&trace.Record{Kind: trace.KindMap, Time: now, MapID: st.id, Phys: w.Addr, Virt: w.Addr,
+			Len: w.Len, PC: th.regs.Rip, TID: int32(th.tid)}); err != nil {
+			return err
+		}
+		if err := t.emit(&trace.Record{Kind: trace.KindName, MapID: st.id, Text: w.Name}); err != nil {
+			return err
+		}
+	}
+	if changed {
+		return t.programAll()
+	}
+	return nil
+}
+
+// placeOne gives a watch debug registers, or a page probe.
+func (t *Tracer) placeOne(st *watchState) error {
+	ws := t.watch
+	kind := st.Mode.Kind
+	pieces := hwbp.Split(st.Addr, st.Len)
+	if kind == hwbp.Exec {
+		pieces = []hwbp.Range{{Addr: st.Addr, Len: 1}}
+	}
+	var got []int
+	fits := true
+	for i, p := range pieces {
+		slot, err := ws.slots.Alloc(hwbp.Request{Addr: p.Addr, Len: int(p.Len), Kind: kind, Cookie: uint64(st.id)<<8 | uint64(i)})
+		if err != nil {
+			fits = false
+			break
+		}
+		got = append(got, slot)
+	}
+	if fits {
+		st.slots, st.stats.Hardware = got, true
+		return nil
+	}
+	for _, s := range got {
+		ws.slots.Free(s)
+	}
+	if kind == hwbp.Exec {
+		return fmt.Errorf("watch %s: execute watches need a debug register and all four are taken", st.Name)
+	}
+	st.probe = &kmmio.Probe{Addr: st.Addr, Len: st.Len, Post: t.logWatchHit, Data: st}
+	prot := protRead | protWrite
+	if m := t.mappingOf(st.Addr); m != nil {
+		prot = m.Prot
+	}
+	if err := t.engine.Register(st.probe, prot); err != nil {
+		return fmt.Errorf("watch %s by page protection: %w", st.Name, err)
+	}
+	return nil
+}
+
+// mappingOf returns the program's mapping holding addr, or nil.
+func (t *Tracer) mappingOf(addr uint64) *Mapping {
+	maps, err := ReadMaps(t.pid)
+	if err != nil {
+		return nil
+	}
+	for i := range maps {
+		if addr >= maps[i].Start && addr < maps[i].End {
+			return &maps[i]
+		}
+	}
+	return nil
+}
+
+// programAll writes the debug registers into every thread. Threads are
+// stopped for it (ptrace may only touch stopped threads).
+func (t *Tracer) programAll() error {
+	var running bool
+	for _, th := range t.threads {
+		if !th.held && !th.queued && th.tid != t.injTID {
+			running = true
+		}
+	}
+	if running {
+		if err := t.stopOthers(t.threads[t.injTID]); err != nil {
+			return err
+		}
+	}
+	var first error
+	for _, th := range t.threads {
+		if err := hwbp.Program(th.tid, &t.watch.slots); err != nil && ignoreGone(err) != nil && first == nil {
+			first = fmt.Errorf("set debug registers of thread %d: %w", th.tid, err)
+		}
+	}
+	if running {
+		if err := t.resumeOthers(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// newThreadWatches gives a new thread the debug registers: they are per
+// thread and not inherited.
+func (t *Tracer) newThreadWatches(th *thread) error {
+	if t.watch == nil || t.watch.slots.Len() == 0 {
+		return nil
+	}
+	return ignoreGone(hwbp.Program(th.tid, &t.watch.slots))
+}
+
+// trap handles a SIGTRAP stop: a debug-register hit when DR6 says so, else
+// the program's own SIGTRAP.
+func (t *Tracer) trap(th *thread) error {
+	if t.watch == nil || t.watch.slots.Len() == 0 {
+		return t.resume(th, int(unix.SIGTRAP))
+	}
+	dr6, err := hwbp.ReadDR6(th.tid)
+	if err != nil {
+		return ignoreGone(err)
+	}
+	if dr6.Hits() == 0 {
+		return t.resume(th, int(unix.SIGTRAP))
+	}
+	if err := hwbp.ResetDR6(th.tid); err != nil {
+		return ignoreGone(err)
+	}
+	if err := ptrace.GetRegs(th.tid, &th.regs); err != nil {
+		return ignoreGone(err)
+	}
+	for i := 0; i < hwbp.NumSlots; i++ {
+		if !dr6.Hit(i) {
+			continue
+		}
+		req, ok := t.watch.slots.Slot(i)
+		if !ok {
+			continue
+		}
+		st := t.watchByID(uint32(req.Cookie >> 8))
+		if st == nil {
+			continue
+		}
+		if err := t.logTrap(th, st, req); err != nil {
+			return err
+		}
+		break // one instruction, one record, even if it hit two pieces
+	}
+	return t.resume(th, 0)
+}
+
+func (t *Tracer) watchByID(id uint32) *watchState {
+	for _, w := range t.watch.list {
+		if w.id == id {
+			return w
+		}
+	}
+	return nil
+}
+
+// logTrap records a debug-register hit. Execute traps stop before the
+// instruction, at its address. Data traps stop after the access, with RIP
+// on the next instruction: the accessing instruction is found by decoding
+// backwards, keeping the candidate that ends at RIP and whose memory operand
+// (computed with the registers after it) touches the watched piece. Its
+// operand gives the width and direction; the value is read from memory,
+// which holds what was stored, or what was loaded.
+func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
+	rip := th.regs.Rip
+	if req.Kind == hwbp.Exec {
+		st.stats.Execs++
+		return t.emit(&trace.Record{Kind: trace.KindExec, Time: trace.Now(), MapID: st.id, Phys: rip, PC: rip, TID: int32(th.tid)})
+	}
+	pc, in := t.prevInstruction(rip, req.Addr, uint64(req.Len), &th.regs)
+	r := trace.Record{Kind: trace.KindWrite, Time: trace.Now(), MapID: st.id, TID: int32(th.tid), PC: pc}
+	addr, size := req.Addr, req.Len
+	write := true
+	if in != nil {
+		at := th.regs
+		at.Rip = pc
+		a, n, rd, wr, ok := in.MemOperand(&at)
+		if ok && n > 0 && n <= x86MaxAccess && a < req.Addr+uint64(req.Len) && req.Addr < a+uint64(n) {
+			addr, size, write = a, n, wr
+			if st.Mode.ReadOnly && wr && !rd {
+				return nil // r--: a store, filtered out
+			}
+			if st.Mode.ReadOnly {
+				write = false
+			}
+		}
+	}
+	if err := t.mem.ReadAt(r.Value[:size], addr); err != nil {
+		return ignoreGone(err)
+	}
+	r.Width, r.Phys = uint8(size), addr
+	if !write {
+		r.Kind = trace.KindRead
+		st.stats.Reads++
+	} else {
+		st.stats.Writes++
+	}
+	return t.emit(&r)
+}
+
+// prevInstruction finds the instruction that ends at rip and accesses
+// [addr, addr+n), caching the answer by rip.
+func (t *Tracer) prevInstruction(rip, addr, n uint64, regs *unix.PtraceRegs) (uint64, *x86.Inst) {
+	if p, ok := t.watch.prev[rip]; ok {
+		return p.pc, p.in
+	}
+	var code [30]byte
+	start := rip - 15
+	got := t.mem.ReadPartial(code[:15], start)
+	if got < 15 {
+		return rip, nil // the previous page is not readable
+	}
+	best := prevInsn{pc: rip}
+	at := *regs
+	for l := 15; l >= 1; l-- {
+		in, err := x86.Decode(code[15-l : 15])
+		if err != nil || in.Len != l {
+			continue
+		}
+		at.Rip = rip - uint64(l) // RIP-relative operands count from the instruction
+		a, sz, _, _, ok := in.MemOperand(&at)
+		if !ok {
+			continue
+		}
+		if a < addr+n && addr < a+uint64(sz) {
+			best = prevInsn{pc: rip - uint64(l), in: in}
+			break
+		}
+		if best.in == nil {
+			best = prevInsn{pc: rip - uint64(l), in: in}
+		}
+	}
+	t.watch.prev[rip] = best
+	return best.pc, best.in
+}
+
+// logWatchHit is the Post handler of page-protection watches: the access
+// was emulated (or stepped) and touched the watch.
+func (t *Tracer) logWatchHit(h *kmmio.Hit) {
+	st := h.Probe.Data.(*watchState)
+	if h.Write && st.Mode.ReadOnly || !h.Write && st.Mode.Kind == hwbp.Write {
+		return
+	}
+	r := trace.Record{Kind: trace.KindRead, Width: uint8(h.Width), TID: int32(h.TID), MapID: st.id,
+		Time: trace.Now(), Phys: h.Addr, PC: h.PC}
+	copy(r.Value[:], h.Value)
+	if h.Write {
+		r.Kind = trace.KindWrite
+		st.stats.Writes++
+	} else {
+		st.stats.Reads++
+	}
+	if err := t.emit(&r); err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+// clearWatches removes the debug registers from every held thread, before
+// detaching.
+func (t *Tracer) clearWatches() error {
+	if t.watch == nil || t.watch.slots.Len() == 0 {
+		return nil
+	}
+	var first error
+	for _, th := range t.threads {
+		if err := hwbp.Clear(th.tid); ignoreGone(err) != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// SortedWatchStats returns the watch stats sorted by hits, most first, as
+// the ksym tracer prints them.
+func SortedWatchStats(s []WatchStats) []WatchStats {
+	out := append([]WatchStats(nil), s...)
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[i].Reads+out[i].Writes+out[i].Execs > out[j].Reads+out[j].Writes+out[j].Execs
+	})
+	return out
+}
+
+func (t *Tracer) info(s string) {
+	if t.cfg.Info != nil {
+		t.cfg.Info(s)
+	}
+}
+
+// dropWatches ends the watches of an image that exec replaced (the kernel
+// has flushed the debug registers): an UNMAP each, then they are resolved
+// again in the new image.
+func (t *Tracer) dropWatches(pc uint64, tid int) error {
+	ws := t.watch
+	if ws == nil {
+		return nil
+	}
+	now := trace.Now()
+	for _, w := range ws.list {
+		if err := t.emit(&trace.Record{Kind: trace.KindUnmap, Time: now, MapID: w.id, PC: pc, TID: int32(tid)}); err != nil {
+			return err
+		}
+	}
+	t.watch = &watchSet{resolve: ws.resolve, byName: map[string]*watchState{}, prev: map[uint64]prevInsn{}, done: append(ws.done, ws.list...)}
+	return nil
+}
