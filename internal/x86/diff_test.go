@@ -456,6 +456,12 @@ func TestDifferential(t *testing.T) {
 func (g *gen) check(tm tmpl) error {
 	g.reset()
 	code := tm.gen(g)
+	return g.compare(code, tm.defined)
+}
+
+// compare runs code on g.st and g.mem in Emulate and on the CPU and reports
+// any difference (only the status flags in defined are compared).
+func (g *gen) compare(code []byte, defined uint64) error {
 	in, err := Decode(code)
 	if err != nil {
 		return fmt.Errorf("% x: decode: %v", code, err)
@@ -505,7 +511,7 @@ func (g *gen) check(tm tmpl) error {
 	if want := g.n.code + uint64(len(code)); r.Rip != want {
 		diffs = append(diffs, fmt.Sprintf("rip = %#x, want %#x", r.Rip, want))
 	}
-	mask := ^uint64(arithFlags &^ tm.defined)
+	mask := ^uint64(arithFlags &^ defined)
 	if r.Eflags&mask != st.RFlags&mask {
 		diffs = append(diffs, fmt.Sprintf("rflags = %#x, CPU %#x (before %#x, compared %#x)", r.Eflags, st.RFlags, g.st.RFlags, mask))
 	}
