@@ -219,6 +219,38 @@ func templates() []tmpl {
 			return append(b, op|b2u(!byteOp))
 		}},
 	)
+	ts = append(ts,
+		tmpl{"setcc", 0, func(g *gen) []byte {
+			m := g.memOp(g.offset(1, false), 0, 1)
+			return g.legacy(m, nil, false, false, []byte{0x0F, 0x90 | byte(g.rnd.IntN(16))}, uint8(g.rnd.IntN(8)), nil)
+		}},
+		tmpl{"cmovcc", 0, func(g *gen) []byte {
+			size, pre, w := g.opsize()
+			m := g.memOp(g.offset(size, false), 0, 1)
+			return g.legacy(m, pre, w, false, []byte{0x0F, 0x40 | byte(g.rnd.IntN(16))}, uint8(g.rnd.IntN(16)), nil)
+		}},
+		tmpl{"imul", flagCF | flagOF, func(g *gen) []byte {
+			size, pre, w := g.opsize()
+			m := g.memOp(g.offset(size, false), 0, 1)
+			reg := uint8(g.rnd.IntN(16))
+			switch g.rnd.IntN(3) {
+			case 0:
+				return g.legacy(m, pre, w, false, []byte{0x0F, 0xAF}, reg, nil)
+			case 1:
+				return g.legacy(m, pre, w, false, []byte{0x6B}, reg, g.imm(1))
+			}
+			return g.legacy(m, pre, w, false, []byte{0x69}, reg, g.imm(immLen(size)))
+		}},
+		tmpl{"movlps/movhps/movlpd/movhpd", 0, func(g *gen) []byte {
+			m := g.memOp(g.offset(8, false), 0, 1)
+			var pre []byte
+			if g.rnd.IntN(2) == 0 {
+				pre = []byte{0x66}
+			}
+			op := []byte{0x12, 0x13, 0x16, 0x17}[g.rnd.IntN(4)]
+			return g.legacy(m, pre, false, false, []byte{0x0F, op}, uint8(g.rnd.IntN(16)), nil)
+		}},
+	)
 	ts = append(ts, vectorTemplates()...)
 	return ts
 }

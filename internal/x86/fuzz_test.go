@@ -99,6 +99,8 @@ func definedFlags(in *Inst) uint64 {
 	switch {
 	case p.kind == kBT:
 		return flagCF
+	case p.kind == kImul:
+		return flagCF | flagOF
 	case (p.kind == kALUStore || p.kind == kALULoad) && (p.op == aluAnd || p.op == aluOr || p.op == aluXor || p.op == aluTest):
 		return logicFlags
 	}
