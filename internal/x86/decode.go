@@ -49,6 +49,7 @@ const (
 	kSetcc            // [mem8] <- condition (op holds cc)
 	kCmov             // reg <- [mem] if condition (op holds cc); the load always happens
 	kImul             // reg = reg * [mem] or reg = [mem] * imm (immOK)
+	kShift            // rol, ror, shl, shr, sar on [mem] by imm (immOK) or CL
 )
 
 // ALU operations, numbered as in the opcode map (00-3F and group 1 /digit).
@@ -606,6 +607,31 @@ func (d *decoder) parse1(b byte, p *plan) bool {
 			p.kind, p.write = kStos, true
 		case 0xAC:
 			p.kind, p.read = kLods, true
+		}
+		return true
+	case b == 0xC0 || b == 0xC1 || (b >= 0xD0 && b <= 0xD3): // shift group 2
+		if b&1 == 0 {
+			sz = 1
+		}
+		reg, ok := d.modrm(p, 1)
+		if !ok {
+			return false
+		}
+		switch reg & 7 {
+		case 0, 1, 4, 5, 7: // rol, ror, shl, shr, sar (not rcl, rcr, the sal alias)
+		default:
+			return false
+		}
+		p.kind, p.op, p.size, p.msize, p.read, p.write = kShift, reg&7, sz, sz, true, true
+		switch {
+		case b <= 0xC1:
+			if p.imm, ok = d.imm(1); !ok {
+				return false
+			}
+			p.imm &= 0xFF
+			p.immOK = true
+		case b <= 0xD1:
+			p.imm, p.immOK = 1, true
 		}
 		return true
 	case b == 0x69 || b == 0x6B: // imul r, r/m, imm

@@ -287,6 +287,24 @@ func emulate(in *Inst, p *plan, r *Regs, v *VecRegs, mem Memory, s *scratch) err
 		} else {
 			setGPR(r, p.reg, false, size, getGPR(r, p.reg, false, size))
 		}
+	case kShift:
+		c := shiftCount(p, r)
+		if c == 0 || (p.op >= 4 && c >= size*8) {
+			// A zero count changes nothing, and whether the CPU still
+			// writes the operand is not architectural; counts past the
+			// width of a byte or word operand leave CF undefined. Both are
+			// left to the CPU.
+			return ErrUnsupported
+		}
+		if err := mem.Load(addr, buf); err != nil {
+			return err
+		}
+		res, fl := shift(p.op, getLE(buf), c, size, r.Eflags)
+		putLE(buf, res)
+		if err := mem.Store(addr, buf); err != nil {
+			return err
+		}
+		r.Eflags = fl
 	case kImul:
 		if err := mem.Load(addr, buf); err != nil {
 			return err
@@ -303,6 +321,60 @@ func emulate(in *Inst, p *plan, r *Regs, v *VecRegs, mem Memory, s *scratch) err
 		return ErrUnsupported
 	}
 	return nil
+}
+
+// shiftCount is the masked count of a shift or rotate.
+func shiftCount(p *plan, r *Regs) int {
+	c := r.Rcx & 0xFF
+	if p.immOK {
+		c = p.imm
+	}
+	if p.size == 8 {
+		return int(c & 63)
+	}
+	return int(c & 31)
+}
+
+// shift computes rol, ror, shl, shr or sar by a nonzero count c (below the
+// operand width for shifts) and returns the result and the new RFLAGS.
+// Rotates change only CF and OF; shifts set CF, OF, SF, ZF, PF and clear
+// AF (undefined). OF, defined for c == 1 only, is computed by the c == 1
+// rule for every count.
+func shift(op uint8, a uint64, c, size int, rflags uint64) (res, fl uint64) {
+	n := size * 8
+	m := sizeMask(size)
+	a &= m
+	msb := func(v uint64) uint64 { return v >> (n - 1) & 1 }
+	var cf, of uint64
+	switch op {
+	case 0, 1: // rol, ror
+		rc := c % n
+		if op == 0 {
+			res = (a<<rc | a>>((n-rc)%n)) & m
+			cf = res & 1
+			of = msb(res) ^ cf
+		} else {
+			res = (a>>rc | a<<((n-rc)%n)) & m
+			cf = msb(res)
+			of = msb(res) ^ res>>(n-2)&1
+		}
+		fl = rflags &^ (flagCF | flagOF)
+		return res, fl | cf*flagCF | of*flagOF
+	case 4: // shl
+		res = a << c & m
+		cf = a >> (n - c) & 1
+		of = msb(res) ^ cf
+	case 5: // shr
+		res = a >> c
+		cf = a >> (c - 1) & 1
+		of = msb(a)
+	case 7: // sar
+		sa := int64(signExtend(a, size))
+		res = uint64(sa>>c) & m
+		cf = uint64(sa>>(c-1)) & 1
+	}
+	fl = rflags&^arithFlags | cf*flagCF | of*flagOF | szp(res, size)
+	return res, fl
 }
 
 // cond evaluates condition code cc (the low nibble of Jcc, SETcc, CMOVcc).

@@ -101,6 +101,8 @@ func definedFlags(in *Inst) uint64 {
 		return flagCF
 	case p.kind == kImul:
 		return flagCF | flagOF
+	case p.kind == kShift:
+		return shiftDefined
 	case (p.kind == kALUStore || p.kind == kALULoad) && (p.op == aluAnd || p.op == aluOr || p.op == aluXor || p.op == aluTest):
 		return logicFlags
 	}
