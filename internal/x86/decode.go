@@ -173,6 +173,16 @@ func (in *Inst) decode(code []byte) error {
 	in.Op = op
 	in.Len = op.Len
 	copy(in.raw[:], code[:op.Len])
+	if in.ripRelVEX() {
+		// x86asm decodes RIP-relative operands of VEX and EVEX
+		// instructions as absolute ones.
+		for i, a := range in.Op.Args {
+			if m, ok := a.(x86asm.Mem); ok && m.Base == 0 && m.Index == 0 {
+				m.Base = x86asm.RIP
+				in.Op.Args[i] = m
+			}
+		}
+	}
 	in.p = plan{}
 	var d decoder
 	p, n, ok := d.parse(code)

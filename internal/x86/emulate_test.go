@@ -164,7 +164,7 @@ func TestUnsupported(t *testing.T) {
 		{0xF0, 0x39, 0x07},                   // lock cmp: #UD
 		{0x0F, 0xC7, 0x0F},                   // cmpxchg8b
 		{0xF3, 0xA6},                         // repe cmpsb
-		{0xD1, 0x27},                         // shl dword [rdi], 1
+		{0xD1, 0x17},                         // rcl dword [rdi], 1
 		{0xFF, 0x17},                         // call [rdi]
 		{0x0F, 0x6F, 0x07},                   // MMX movq
 		{0xC5, 0xFE, 0x10, 0x07},             // vmovss with VEX.L=1
