@@ -204,7 +204,7 @@ func TestMemOperand(t *testing.T) {
 		{[]byte{0xF0, 0x83, 0x00, 0x01}, 0x2000, 4, true, true},                         // lock add dword [rax], 1
 		{[]byte{0x0F, 0x58, 0x07}, 0x3000, 16, true, false},                             // addps xmm0, [rdi] (not emulated)
 		{[]byte{0x0F, 0x94, 0x00}, 0x2000, 1, false, true},                              // sete [rax] (not emulated)
-		{[]byte{0xD1, 0x20}, 0x2000, 4, true, true},                                     // shl dword [rax], 1 (not emulated)
+		{[]byte{0xD1, 0x20}, 0x2000, 4, true, true},                                     // shl dword [rax], 1
 		{[]byte{0xC5, 0xF4, 0x58, 0x05, 0x10, 0, 0, 0}, 0x1018, 32, true, false},        // vaddps ymm0, ymm1, [rip+0x10]
 		{[]byte{0x65, 0xC5, 0xF4, 0x58, 0x00}, 0x202000, 32, true, false},               // vaddps ymm0, ymm1, gs:[rax]
 		{[]byte{0x0F, 0xA3, 0x08}, 0x2000, 4, true, false},                              // bt [rax], ecx

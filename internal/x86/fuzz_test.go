@@ -162,3 +162,40 @@ func (g *gen) inBuffer(in *Inst) bool {
 	a, n, _, _, ok := in.MemOperand(&r)
 	return ok && a >= g.n.mem && a-g.n.mem <= uint64(nativeMemSize-n)
 }
+
+// TestMutations flips random bits in encodings of every template and, for
+// each mutant that still decodes as emulated, compares Emulate with the CPU.
+// It finds encodings the decoder accepts but the CPU reads differently,
+// without needing a -fuzz run.
+func TestMutations(t *testing.T) {
+	n := startNative(t)
+	rnd := rand.New(rand.NewPCG(42, 42))
+	compared := 0
+	for _, tm := range templates() {
+		g := &gen{rnd: rnd, n: n}
+		for i := 0; i < 60; i++ {
+			g.reset()
+			code := tm.gen(g)
+			for j := 0; j < 1+rnd.IntN(2); j++ {
+				code[rnd.IntN(len(code))] ^= 1 << rnd.IntN(8)
+			}
+			in, err := Decode(code)
+			if err != nil || !in.Emulable() {
+				continue
+			}
+			code = code[:in.Len]
+			g.reset()
+			if !g.place(in) {
+				continue
+			}
+			if err := g.compare(code, definedFlags(in)); err != nil {
+				t.Errorf("mutant of %s: %v", tm.name, err)
+			}
+			compared++
+		}
+	}
+	if compared < 1000 {
+		t.Errorf("only %d mutants compared", compared)
+	}
+	t.Logf("%d mutants compared with the CPU", compared)
+}
