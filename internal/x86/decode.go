@@ -265,6 +265,10 @@ func (in *Inst) Emulable() bool { return in.p.kind != kNone }
 // instruction, so that the tracer fetches the XSTATE only when needed.
 func (in *Inst) NeedsVec() bool { return in.p.kind == kVecLoad || in.p.kind == kVecStore }
 
+// WritesVec reports whether Emulate may change VecRegs (a vector load), so
+// that the tracer writes the XSTATE back only when needed.
+func (in *Inst) WritesVec() bool { return in.p.kind == kVecLoad }
+
 // String returns the instruction in Intel syntax.
 func (in *Inst) String() string { return x86asm.IntelSyntax(in.Op, 0, nil) }
 
@@ -287,7 +291,7 @@ type decoder struct {
 	vW    bool
 	vL    uint8 // vector length in bytes: 16, 32, 64
 	vpp   byte  // 0 none, 1 66, 2 F3, 3 F2
-	vvvv  byte  // inverted back: register number, must be 0 for our ops... see checks
+	vvvv  byte  // VEX.vvvv un-inverted: 0 when unused, as every move here requires
 	vR    byte  // extension bits for ModRM.reg (bit 3 and, for EVEX, bit 4)
 	vX    byte  // extension for SIB.index (bit 3); EVEX: also rm bit 4 for register forms
 	vB    byte  // extension for ModRM.rm / SIB.base (bit 3)

@@ -68,6 +68,12 @@ func TestAccessWidths(t *testing.T) {
 			if !reflect.DeepEqual(m.log, c.want) {
 				t.Errorf("accesses %v, want %v", m.log, c.want)
 			}
+			if vecOp := c.code[0] == 0xF3 && c.code[1] == 0x0F || c.code[0] == 0xC5 || c.code[0] == 0x62; in.NeedsVec() != vecOp {
+				t.Errorf("NeedsVec = %v", in.NeedsVec())
+			}
+			if load := c.want != nil && c.want[0].op == 'R' && in.NeedsVec(); in.WritesVec() != load {
+				t.Errorf("WritesVec = %v", in.WritesVec())
+			}
 			if r.Rip != 0x1000+uint64(in.Len) {
 				t.Errorf("rip %#x, want %#x", r.Rip, 0x1000+in.Len)
 			}
