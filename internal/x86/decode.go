@@ -46,7 +46,10 @@ const (
 	kLods             // (rep) lods
 	kVecLoad          // xmm/ymm/zmm <- [mem]
 	kVecStore         // [mem] <- xmm/ymm/zmm
-	kVecToGPR         // not used for memory; reserved
+	kSetcc            // [mem8] <- condition (op holds cc)
+	kCmov             // reg <- [mem] if condition (op holds cc); the load always happens
+	kImul             // reg = reg * [mem] or reg = [mem] * imm (immOK)
+	kShift            // rol, ror, shl, shr, sar on [mem] by imm (immOK) or CL
 )
 
 // ALU operations, numbered as in the opcode map (00-3F and group 1 /digit).
@@ -120,7 +123,8 @@ type plan struct {
 
 	// Vector moves.
 	vlen  uint8 // bytes of the register the access covers (== msize)
-	clear uint8 // destination register bytes [vlen, clear) are zeroed
+	voff  uint8 // offset of those bytes in the register (8 for movhps)
+	clear uint8 // destination register bytes [voff+vlen, clear) are zeroed
 	elem  uint8 // element size for masking
 	kreg  uint8 // opmask register, 0 for none
 	zero  bool  // zeroing-masking instead of merging
@@ -169,6 +173,16 @@ func (in *Inst) decode(code []byte) error {
 	in.Op = op
 	in.Len = op.Len
 	copy(in.raw[:], code[:op.Len])
+	if in.ripRelVEX() {
+		// x86asm decodes RIP-relative operands of VEX and EVEX
+		// instructions as absolute ones.
+		for i, a := range in.Op.Args {
+			if m, ok := a.(x86asm.Mem); ok && m.Base == 0 && m.Index == 0 {
+				m.Base = x86asm.RIP
+				in.Op.Args[i] = m
+			}
+		}
+	}
 	in.p = plan{}
 	var d decoder
 	p, n, ok := d.parse(code)
@@ -251,6 +265,10 @@ func (in *Inst) Emulable() bool { return in.p.kind != kNone }
 // instruction, so that the tracer fetches the XSTATE only when needed.
 func (in *Inst) NeedsVec() bool { return in.p.kind == kVecLoad || in.p.kind == kVecStore }
 
+// WritesVec reports whether Emulate may change VecRegs (a vector load), so
+// that the tracer writes the XSTATE back only when needed.
+func (in *Inst) WritesVec() bool { return in.p.kind == kVecLoad }
+
 // String returns the instruction in Intel syntax.
 func (in *Inst) String() string { return x86asm.IntelSyntax(in.Op, 0, nil) }
 
@@ -273,7 +291,7 @@ type decoder struct {
 	vW    bool
 	vL    uint8 // vector length in bytes: 16, 32, 64
 	vpp   byte  // 0 none, 1 66, 2 F3, 3 F2
-	vvvv  byte  // inverted back: register number, must be 0 for our ops... see checks
+	vvvv  byte  // VEX.vvvv un-inverted: 0 when unused, as every move here requires
 	vR    byte  // extension bits for ModRM.reg (bit 3 and, for EVEX, bit 4)
 	vX    byte  // extension for SIB.index (bit 3); EVEX: also rm bit 4 for register forms
 	vB    byte  // extension for ModRM.rm / SIB.base (bit 3)
@@ -605,6 +623,45 @@ func (d *decoder) parse1(b byte, p *plan) bool {
 			p.kind, p.read = kLods, true
 		}
 		return true
+	case b == 0xC0 || b == 0xC1 || (b >= 0xD0 && b <= 0xD3): // shift group 2
+		if b&1 == 0 {
+			sz = 1
+		}
+		reg, ok := d.modrm(p, 1)
+		if !ok {
+			return false
+		}
+		switch reg & 7 {
+		case 0, 1, 4, 5, 7: // rol, ror, shl, shr, sar (not rcl, rcr, the sal alias)
+		default:
+			return false
+		}
+		p.kind, p.op, p.size, p.msize, p.read, p.write = kShift, reg&7, sz, sz, true, true
+		switch {
+		case b <= 0xC1:
+			if p.imm, ok = d.imm(1); !ok {
+				return false
+			}
+			p.imm &= 0xFF
+			p.immOK = true
+		case b <= 0xD1:
+			p.imm, p.immOK = 1, true
+		}
+		return true
+	case b == 0x69 || b == 0x6B: // imul r, r/m, imm
+		reg, ok := d.modrm(p, 1)
+		if !ok {
+			return false
+		}
+		n := immSize(sz)
+		if b == 0x6B {
+			n = 1
+		}
+		if p.imm, ok = d.imm(n); !ok {
+			return false
+		}
+		p.kind, p.reg, p.immOK, p.size, p.msize, p.read = kImul, reg, true, sz, sz, true
+		return true
 	case b == 0xC6 || b == 0xC7:
 		if b == 0xC6 {
 			sz = 1
@@ -685,6 +742,45 @@ func (d *decoder) parse0F(p *plan) bool {
 	}
 	if d.rep != 0 && b != 0x10 && b != 0x11 && b != 0x6F && b != 0x7F && b != 0x7E {
 		return false
+	}
+	switch {
+	case b >= 0x90 && b <= 0x9F: // setcc
+		if _, ok := d.modrm(p, 1); !ok {
+			return false
+		}
+		p.kind, p.op, p.size, p.msize, p.write = kSetcc, b&15, 1, 1, true
+		return true
+	case b >= 0x40 && b <= 0x4F: // cmovcc
+		reg, ok := d.modrm(p, 1)
+		if !ok {
+			return false
+		}
+		p.kind, p.op, p.reg, p.size, p.msize, p.read = kCmov, b&15, reg, sz, sz, true
+		return true
+	case b == 0xAF: // imul r, r/m
+		reg, ok := d.modrm(p, 1)
+		if !ok {
+			return false
+		}
+		p.kind, p.reg, p.size, p.msize, p.read = kImul, reg, sz, sz, true
+		return true
+	case (b == 0x12 || b == 0x13 || b == 0x16 || b == 0x17) && pp <= 1:
+		// movlps/movlpd (12 load, 13 store), movhps/movhpd (16, 17): the
+		// low or high quadword of an XMM register; the rest is kept.
+		reg, ok := d.modrm(p, 1)
+		if !ok {
+			return false
+		}
+		p.reg, p.msize, p.vlen, p.elem = reg, 8, 8, 8
+		if b >= 0x16 {
+			p.voff = 8
+		}
+		if b&1 == 0 {
+			p.kind, p.read = kVecLoad, true
+		} else {
+			p.kind, p.write = kVecStore, true
+		}
+		return true
 	}
 	switch b {
 	case 0xB6, 0xB7, 0xBE, 0xBF:

@@ -17,6 +17,53 @@
 // always locked) are done as load, compute, CompareAndSwap, retried until the
 // swap succeeds, so that they stay atomic with respect to other threads.
 //
+// Emulated instructions (memory forms only; register-only forms never fault
+// on a protected page and are not emulated):
+//
+//   - mov 88/89/8A/8B, C6/C7 (immediate), A0-A3 (moffs, 64- or 32-bit
+//     offset); movzx, movsx, movsxd (without 66); movnti; movbe;
+//     setcc; cmovcc (the load always happens, a 32-bit cmov always zeroes
+//     the upper half)
+//   - add, or, adc, sbb, and, sub, xor, cmp in every form with a memory
+//     operand (r/m,r; r,r/m; r/m,imm via 80/81/83), test (84/85, F6/F7 /0),
+//     inc, dec, not, neg; lock-prefixed forms via CompareAndSwap
+//   - xchg (always locked), cmpxchg and xadd (locked or not; cmpxchg writes
+//     the old value back on failure, as the CPU does)
+//   - bt, bts, btr, btc with a register (signed bit offset, so the accessed
+//     unit may be away from the effective address) or immediate bit offset
+//   - rol, ror, shl, shr, sar by 1, imm8 or CL (a zero count, or a shift
+//     count at or past the width of a byte or word operand, returns
+//     ErrUnsupported); imul r, r/m and imul r, r/m, imm
+//   - movs, stos, lods with or without rep, b/w/d/q, one Memory call per
+//     element, DF honoured, FS/GS override on the source
+//   - SSE: movups, movupd, movaps, movapd, movss, movsd, movd, movq
+//     (66 0F 6E/7E, F3 0F 7E, 66 0F D6), movdqa, movdqu, movntps, movntpd,
+//     movntdq, movntdqa, movlps, movhps, movlpd, movhpd; upper ZMM bits kept
+//   - VEX (128 and 256): the same moves as vmov*; destination zeroed up to
+//     bit 511
+//   - EVEX (128, 256, 512): vmovups, vmovupd, vmovaps, vmovapd, vmovdqa32,
+//     vmovdqa64, vmovdqu8, vmovdqu16, vmovdqu32, vmovdqu64 with opmask
+//     merging or zeroing. A masked access whose mask selects every element
+//     is one full-width access; otherwise each selected element is one
+//     access of the element's width and unselected elements are not
+//     touched (so they cannot fault). A mask selecting nothing accesses
+//     nothing.
+//
+// Aligned moves whose operand is misaligned return ErrUnsupported, so the
+// CPU raises the #GP (or, for some masked EVEX forms on AMD, does not).
+// Everything else returns ErrUnsupported: notably rcl and rcr, mul, div
+// and one-operand imul, cmpxchg8b/16b, cmps and scas, push and pop with
+// memory operands, x87, SSE/AVX arithmetic with memory operands, gathers
+// and scatters, EVEX scalar and movd/movq forms, VEX vmovss/vmovsd with
+// VEX.L=1, and any encoding the CPU would reject (misplaced LOCK, reserved
+// EVEX bits, several prefixes of one group).
+//
+// Flags are computed exactly where the architecture defines them. Where it
+// does not (AF after logic operations, the flags bt leaves, OF after
+// multi-bit shifts, SF/ZF/PF after imul), Emulate follows common hardware
+// practice; the differential tests found it matches the AMD Zen CPU of the
+// development machine for logic operations and bt.
+//
 // LoadAt, StoreAt and CompareAndSwapAt perform exact-width accesses on memory
 // mapped into the tracer itself (for example an alias of a device BAR), using
 // one machine instruction of the requested width.

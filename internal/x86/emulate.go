@@ -270,10 +270,163 @@ func emulate(in *Inst, p *plan, r *Regs, v *VecRegs, mem Memory, s *scratch) err
 		if cf {
 			r.Eflags |= flagCF
 		}
+	case kSetcc:
+		if cond(p.op, r.Eflags) {
+			buf[0] = 1
+		} else {
+			buf[0] = 0
+		}
+		return mem.Store(addr, buf)
+	case kCmov:
+		if err := mem.Load(addr, buf); err != nil {
+			return err
+		}
+		// A 32-bit cmov zeroes the upper half even when it does not move.
+		if cond(p.op, r.Eflags) {
+			setGPR(r, p.reg, false, size, getLE(buf))
+		} else {
+			setGPR(r, p.reg, false, size, getGPR(r, p.reg, false, size))
+		}
+	case kShift:
+		c := shiftCount(p, r)
+		if c == 0 || (p.op >= 4 && c >= size*8) {
+			// A zero count changes nothing, and whether the CPU still
+			// writes the operand is not architectural; counts past the
+			// width of a byte or word operand leave CF undefined. Both are
+			// left to the CPU.
+			return ErrUnsupported
+		}
+		if err := mem.Load(addr, buf); err != nil {
+			return err
+		}
+		res, fl := shift(p.op, getLE(buf), c, size, r.Eflags)
+		putLE(buf, res)
+		if err := mem.Store(addr, buf); err != nil {
+			return err
+		}
+		r.Eflags = fl
+	case kImul:
+		if err := mem.Load(addr, buf); err != nil {
+			return err
+		}
+		a := getLE(buf)
+		b := getGPR(r, p.reg, false, size)
+		if p.immOK {
+			b = p.imm
+		}
+		res, fl := imul(a, b, size)
+		setGPR(r, p.reg, false, size, res)
+		r.Eflags = r.Eflags&^arithFlags | fl
 	default:
 		return ErrUnsupported
 	}
 	return nil
+}
+
+// shiftCount is the masked count of a shift or rotate.
+func shiftCount(p *plan, r *Regs) int {
+	c := r.Rcx & 0xFF
+	if p.immOK {
+		c = p.imm
+	}
+	if p.size == 8 {
+		return int(c & 63)
+	}
+	return int(c & 31)
+}
+
+// shift computes rol, ror, shl, shr or sar by a nonzero count c (below the
+// operand width for shifts) and returns the result and the new RFLAGS.
+// Rotates change only CF and OF; shifts set CF, OF, SF, ZF, PF and clear
+// AF (undefined). OF, defined for c == 1 only, is computed by the c == 1
+// rule for every count.
+func shift(op uint8, a uint64, c, size int, rflags uint64) (res, fl uint64) {
+	n := size * 8
+	m := sizeMask(size)
+	a &= m
+	msb := func(v uint64) uint64 { return v >> (n - 1) & 1 }
+	var cf, of uint64
+	switch op {
+	case 0, 1: // rol, ror
+		rc := c % n
+		if op == 0 {
+			res = (a<<rc | a>>((n-rc)%n)) & m
+			cf = res & 1
+			of = msb(res) ^ cf
+		} else {
+			res = (a>>rc | a<<((n-rc)%n)) & m
+			cf = msb(res)
+			of = msb(res) ^ res>>(n-2)&1
+		}
+		fl = rflags &^ (flagCF | flagOF)
+		return res, fl | cf*flagCF | of*flagOF
+	case 4: // shl
+		res = a << c & m
+		cf = a >> (n - c) & 1
+		of = msb(res) ^ cf
+	case 5: // shr
+		res = a >> c
+		cf = a >> (c - 1) & 1
+		of = msb(a)
+	case 7: // sar
+		sa := int64(signExtend(a, size))
+		res = uint64(sa>>c) & m
+		cf = uint64(sa>>(c-1)) & 1
+	}
+	fl = rflags&^arithFlags | cf*flagCF | of*flagOF | szp(res, size)
+	return res, fl
+}
+
+// cond evaluates condition code cc (the low nibble of Jcc, SETcc, CMOVcc).
+func cond(cc uint8, fl uint64) bool {
+	cf, zf, sf, of, pf := fl&flagCF != 0, fl&flagZF != 0, fl&flagSF != 0, fl&flagOF != 0, fl&flagPF != 0
+	var c bool
+	switch cc >> 1 {
+	case 0:
+		c = of
+	case 1:
+		c = cf
+	case 2:
+		c = zf
+	case 3:
+		c = cf || zf
+	case 4:
+		c = sf
+	case 5:
+		c = pf
+	case 6:
+		c = sf != of
+	case 7:
+		c = zf || sf != of
+	}
+	return c != (cc&1 != 0)
+}
+
+// imul multiplies signed size-byte operands and returns the truncated
+// product and flags: CF and OF report that it did not fit; SF, ZF and PF
+// (undefined) follow the result and AF is cleared.
+func imul(a, b uint64, size int) (res, fl uint64) {
+	sa, sb := int64(signExtend(a, size)), int64(signExtend(b, size))
+	var overflow bool
+	if size == 8 {
+		hi, lo := bits.Mul64(uint64(sa), uint64(sb))
+		if sa < 0 {
+			hi -= uint64(sb)
+		}
+		if sb < 0 {
+			hi -= uint64(sa)
+		}
+		res = lo
+		overflow = hi != uint64(int64(lo)>>63)
+	} else {
+		full := sa * sb
+		res = uint64(full) & sizeMask(size)
+		overflow = int64(signExtend(res, size)) != full
+	}
+	if overflow {
+		fl = flagCF | flagOF
+	}
+	return res, fl | szp(res, size)
 }
 
 // rmw performs a read-modify-write of p.msize bytes at addr. f maps the old
@@ -369,8 +522,11 @@ func vecLoad(p *plan, addr uint64, v *VecRegs, mem Memory, s *scratch) error {
 		if err := mem.Load(addr, buf); err != nil {
 			return err
 		}
-		copy(dst[:n], buf)
-		clear(dst[n:p.clear])
+		end := int(p.voff) + n
+		copy(dst[p.voff:end], buf)
+		if int(p.clear) > end {
+			clear(dst[end:p.clear])
+		}
 		return nil
 	}
 	e := int(p.elem)
@@ -411,7 +567,7 @@ func vecStore(p *plan, addr uint64, v *VecRegs, mem Memory, s *scratch) error {
 		return ErrUnsupported // #GP: let the CPU raise it
 	}
 	buf := s.a[:n]
-	copy(buf, v.Z[p.reg&31][:n])
+	copy(buf, v.Z[p.reg&31][p.voff:])
 	if p.kreg == 0 {
 		return mem.Store(addr, buf)
 	}

@@ -68,6 +68,12 @@ func TestAccessWidths(t *testing.T) {
 			if !reflect.DeepEqual(m.log, c.want) {
 				t.Errorf("accesses %v, want %v", m.log, c.want)
 			}
+			if vecOp := c.code[0] == 0xF3 && c.code[1] == 0x0F || c.code[0] == 0xC5 || c.code[0] == 0x62; in.NeedsVec() != vecOp {
+				t.Errorf("NeedsVec = %v", in.NeedsVec())
+			}
+			if load := c.want != nil && c.want[0].op == 'R' && in.NeedsVec(); in.WritesVec() != load {
+				t.Errorf("WritesVec = %v", in.WritesVec())
+			}
 			if r.Rip != 0x1000+uint64(in.Len) {
 				t.Errorf("rip %#x, want %#x", r.Rip, 0x1000+in.Len)
 			}
@@ -164,7 +170,7 @@ func TestUnsupported(t *testing.T) {
 		{0xF0, 0x39, 0x07},                   // lock cmp: #UD
 		{0x0F, 0xC7, 0x0F},                   // cmpxchg8b
 		{0xF3, 0xA6},                         // repe cmpsb
-		{0xD1, 0x27},                         // shl dword [rdi], 1
+		{0xD1, 0x17},                         // rcl dword [rdi], 1
 		{0xFF, 0x17},                         // call [rdi]
 		{0x0F, 0x6F, 0x07},                   // MMX movq
 		{0xC5, 0xFE, 0x10, 0x07},             // vmovss with VEX.L=1
@@ -204,7 +210,7 @@ func TestMemOperand(t *testing.T) {
 		{[]byte{0xF0, 0x83, 0x00, 0x01}, 0x2000, 4, true, true},                         // lock add dword [rax], 1
 		{[]byte{0x0F, 0x58, 0x07}, 0x3000, 16, true, false},                             // addps xmm0, [rdi] (not emulated)
 		{[]byte{0x0F, 0x94, 0x00}, 0x2000, 1, false, true},                              // sete [rax] (not emulated)
-		{[]byte{0xD1, 0x20}, 0x2000, 4, true, true},                                     // shl dword [rax], 1 (not emulated)
+		{[]byte{0xD1, 0x20}, 0x2000, 4, true, true},                                     // shl dword [rax], 1
 		{[]byte{0xC5, 0xF4, 0x58, 0x05, 0x10, 0, 0, 0}, 0x1018, 32, true, false},        // vaddps ymm0, ymm1, [rip+0x10]
 		{[]byte{0x65, 0xC5, 0xF4, 0x58, 0x00}, 0x202000, 32, true, false},               // vaddps ymm0, ymm1, gs:[rax]
 		{[]byte{0x0F, 0xA3, 0x08}, 0x2000, 4, true, false},                              // bt [rax], ecx

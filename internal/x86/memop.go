@@ -63,10 +63,6 @@ func (in *Inst) genericMemOperand(r *Regs) (addr uint64, size int, read, write b
 	switch {
 	case m.Base == x86asm.RIP || m.Base == x86asm.EIP:
 		addr = next
-	case m.Base == 0 && m.Index == 0 && in.ripRelVEX():
-		// x86asm does not mark RIP-relative operands of VEX and EVEX
-		// instructions.
-		addr = next
 	case m.Base != 0:
 		addr = regValue(r, m.Base)
 	}
