@@ -107,6 +107,10 @@ func TestCExecutable(t *testing.T) {
 			if _, _, _, err := tab.Resolve(Spec{Symbol: "tlsvar"}); err == nil {
 				t.Error("Resolve of a TLS symbol succeeded")
 			}
+			// Versioned names from .symtab fold into the plain one.
+			if m := tab.Match("stdout*"); len(m) != 1 || m[0].Name != "stdout" || m[0].Size != 8 {
+				t.Errorf("Match(stdout*) = %+v", m)
+			}
 			// PC to function.
 			bump, _ := get("bump")
 			if f, off, ok := tab.FuncAt(bump.Addr + 2); !ok || f.Name != "bump" || off != 2 || bump.Kind != Func {
