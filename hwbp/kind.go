@@ -75,3 +75,17 @@ func (m Mode) String() string {
 	}
 	return fmt.Sprintf("Mode(%v)", m.Kind)
 }
+
+// Wants reports whether a hit belongs to the watch: write says whether the
+// access wrote (from decoding the instruction, or from the value changing,
+// which misses writes of an unchanged value). This is the software half of
+// a read-only watch; Exec and read/write watches want every hit they get.
+func (m Mode) Wants(write bool) bool {
+	switch {
+	case m.ReadOnly:
+		return !write
+	case m.Kind == Write:
+		return write
+	}
+	return true
+}

@@ -129,6 +129,17 @@ func TestParseMode(t *testing.T) {
 	}
 }
 
+func TestModeWants(t *testing.T) {
+	ro, _ := ParseMode("r--")
+	rw, _ := ParseMode("rw-")
+	w, _ := ParseMode("-w-")
+	x, _ := ParseMode("--x")
+	if ro.Wants(true) || !ro.Wants(false) || !rw.Wants(true) || !rw.Wants(false) ||
+		!w.Wants(true) || w.Wants(false) || !x.Wants(false) {
+		t.Error("Wants filters wrongly")
+	}
+}
+
 func TestValidate(t *testing.T) {
 	good := []struct {
 		addr uint64

@@ -125,3 +125,26 @@ func TestPtraceRejectsUnaligned(t *testing.T) {
 		t.Fatal("Validate accepted an unaligned 8-byte watch")
 	}
 }
+
+// TestPtraceSingleStepDR6 checks the other DR6 condition a tracer meets: a
+// single-step trap reports BS and no breakpoint hit.
+func TestPtraceSingleStepDR6(t *testing.T) {
+	lockThread(t)
+	f := startStore(t, 1, true)
+	if err := ResetDR6(f.pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := ptrace.SingleStep(f.pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, ws, err := ptrace.Wait(f.pid, false); err != nil || !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP {
+		t.Fatalf("step: %v %#x", err, ws)
+	}
+	d6, err := ReadDR6(f.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d6.SingleStep() || d6.Hits() != 0 {
+		t.Fatalf("after a single step DR6 = %#x (%v), want BS only", uint64(d6), d6)
+	}
+}

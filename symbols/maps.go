@@ -174,7 +174,11 @@ func Bias(pid int, path string, t *Table) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	same := sameFile(path)
+	return biasIn(maps, sameFile(path), t, path, pid)
+}
+
+// biasIn finds the bias of t from the mappings that same accepts.
+func biasIn(maps []Mapping, same func(Mapping) bool, t *Table, path string, pid int) (uint64, error) {
 	var bias uint64
 	n := 0
 	for _, m := range maps {

@@ -93,6 +93,12 @@ func Open(path string) (*Table, error) {
 	}
 	seen := map[key]int{}
 	add := func(s Symbol) {
+		// Newer linkers put versioned names ("stdout@GLIBC_2.2.5") of
+		// copy-relocated and versioned symbols in .symtab; users type the
+		// plain name, and the plain one is usually there too.
+		if i := strings.IndexByte(s.Name, '@'); i > 0 {
+			s.Name = s.Name[:i]
+		}
 		k := key{s.Name, s.Addr}
 		if i, ok := seen[k]; ok {
 			// The same symbol in .symtab and .dynsym: keep what each knows.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -105,6 +106,10 @@ func TestCExecutable(t *testing.T) {
 			}
 			if _, _, _, err := tab.Resolve(Spec{Symbol: "tlsvar"}); err == nil {
 				t.Error("Resolve of a TLS symbol succeeded")
+			}
+			// Versioned names from .symtab fold into the plain one.
+			if m := tab.Match("stdout*"); len(m) != 1 || m[0].Name != "stdout" || m[0].Size != 8 {
+				t.Errorf("Match(stdout*) = %+v", m)
 			}
 			// PC to function.
 			bump, _ := get("bump")
@@ -232,6 +237,34 @@ func TestDlopen(t *testing.T) {
 	}
 	if _, ok := ResolveInMapping(addr, 0x123000, tab, libval); ok {
 		t.Fatal("a mapping at an offset no segment has was accepted")
+	}
+
+	// The whole process: the executable first, the library among the rest.
+	imgs, err := Images(p.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameFile(host)(Mapping{Inode: 1, Path: imgs[0].Path}) {
+		t.Errorf("first image %s, want the executable %s", imgs[0].Path, host)
+	}
+	for _, in := range []string{"libval:-w-", filepath.Base(lib) + ":libval/8"} {
+		sp, err := ParseSpec(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg, err := ResolveSpec(imgs, sp)
+		if err != nil || tg.Addr != addr || tg.Len != 8 || !same(Mapping{Inode: 1, Path: tg.Image.Path}) {
+			t.Errorf("ResolveSpec(%s) = %+v, %v; want %#x/8 in %s", in, tg, err, addr, lib)
+		}
+	}
+	if _, err := ResolveSpec(imgs, Spec{Symbol: "libvall"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("ResolveSpec(libvall): %v", err)
+	}
+	if _, err := ResolveSpec(imgs, Spec{Lib: "no-such-lib", Symbol: "libval"}); err == nil {
+		t.Error("ResolveSpec with an unknown library succeeded")
+	}
+	if tg, err := ResolveSpec(imgs, Spec{Addr: addr, Len: 8}); err != nil || tg.Addr != addr || tg.Image != nil {
+		t.Errorf("raw address: %+v, %v", tg, err)
 	}
 }
 
