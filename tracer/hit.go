@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mmiotrace/mmiotrace/hwbp"
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
 	"github.com/mmiotrace/mmiotrace/internal/x86"
 	"github.com/mmiotrace/mmiotrace/kmmio"
@@ -207,8 +208,13 @@ func (t *Tracer) aliasPtr(addr uint64, n int) unsafe.Pointer {
 	return unsafe.Pointer(&a.mem[off])
 }
 
-// probed runs the handlers of the probe an access touched, if any.
+// probed runs the handlers of the probe an access touched, if any, and
+// logs it for a debug-register watch it touched: the tracer performed the
+// access, so the CPU's debug registers never saw it.
 func (t *Tracer) probed(addr uint64, b []byte, write bool) {
+	if t.watch != nil {
+		t.watchedAccess(addr, b, write)
+	}
 	p := t.engine.ProbeAt(addr)
 	if p == nil {
 		p = t.engine.ProbeAt(addr + uint64(len(b)) - 1)
@@ -327,6 +333,13 @@ func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAd
 	}
 	if err != nil {
 		return ignoreGone(err)
+	}
+	if t.watch != nil && t.watch.slots.Len() > 0 {
+		// The step may also have hit a debug register; the access is
+		// logged below, so clear the hit.
+		if err := hwbp.ResetDR6(th.tid); err != nil {
+			return ignoreGone(err)
+		}
 	}
 	if si.Signo != int32(unix.SIGTRAP) {
 		// The program's own fault, from the same instruction, which did not

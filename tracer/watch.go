@@ -347,10 +347,29 @@ func (t *Tracer) prevInstruction(rip, addr, n uint64, regs *unix.PtraceRegs) (ui
 	return best.pc, best.in
 }
 
+// watchedAccess logs an access the tracer performed (emulated, or stepped
+// with the page disarmed) for each debug-register watch it touches.
+func (t *Tracer) watchedAccess(addr uint64, b []byte, write bool) {
+	for _, st := range t.watch.list {
+		if !st.stats.Hardware || st.Mode.Kind == hwbp.Exec || !(addr < st.Addr+st.Len && st.Addr < addr+uint64(len(b))) {
+			continue
+		}
+		h := kmmio.Hit{TID: t.hit.th.tid, PC: t.hit.pc, Addr: addr, Width: len(b), Write: write, Value: b}
+		if st.Mode.Kind == hwbp.Write && !write {
+			continue
+		}
+		t.logWatch(st, &h)
+	}
+}
+
 // logWatchHit is the Post handler of page-protection watches: the access
 // was emulated (or stepped) and touched the watch.
 func (t *Tracer) logWatchHit(h *kmmio.Hit) {
-	st := h.Probe.Data.(*watchState)
+	t.logWatch(h.Probe.Data.(*watchState), h)
+}
+
+// logWatch records one access to a watch, filtered by its mode.
+func (t *Tracer) logWatch(st *watchState, h *kmmio.Hit) {
 	if h.Write && st.Mode.ReadOnly || !h.Write && st.Mode.Kind == hwbp.Write {
 		return
 	}

@@ -237,7 +237,6 @@ func (r *resolver) resolve(pid int) ([]tracer.Watch, int, error) {
 		return nil, 0, err
 	}
 	exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
-	fmt.Fprintf(os.Stderr, "DEBUG resolve pid %d exe %q\n", pid, exe)
 	var out []tracer.Watch
 	for i, sp := range r.specs {
 		w := tracer.Watch{Name: r.names[i], Mode: sp.Mode, Addr: sp.Addr, Len: sp.Len}

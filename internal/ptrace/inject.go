@@ -85,19 +85,34 @@ func (in *Injector) Syscall(tid int, nr uint64, args ...uint64) (int64, error) {
 		*regs[i] = a
 	}
 	r.Eflags &^= 0x100 // no trap flag left over from an earlier step
-	if err := SetRegs(tid, &r); err != nil {
-		return 0, err
-	}
-	if err := in.step(tid); err != nil {
-		return 0, err
-	}
-	if err := GetRegs(tid, &r); err != nil {
-		return 0, err
+	// A thread stopped inside a syscall (an exec event stop, for one) has
+	// not returned to user mode yet: the first step only finishes that
+	// syscall, storing its return value in RAX, and traps before our
+	// instruction runs. So step until RIP is past the syscall instruction,
+	// setting the registers again each time.
+	var out unix.PtraceRegs
+	for tries := 0; ; tries++ {
+		if err := SetRegs(tid, &r); err != nil {
+			return 0, err
+		}
+		if err := in.step(tid); err != nil {
+			return 0, err
+		}
+		if err := GetRegs(tid, &out); err != nil {
+			return 0, err
+		}
+		if out.Rip == in.SyscallAddr+2 {
+			break
+		}
+		if tries == 2 {
+			SetRegs(tid, &saved)
+			return 0, fmt.Errorf("thread %d: injected syscall did not run (RIP %#x)", tid, out.Rip)
+		}
 	}
 	if err := SetRegs(tid, &saved); err != nil {
 		return 0, err
 	}
-	return int64(r.Rax), nil
+	return int64(out.Rax), nil
 }
 
 // step single-steps tid once and waits for the trap, holding back any other

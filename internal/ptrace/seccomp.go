@@ -83,7 +83,7 @@ func InstallTraceFilter(nrs []uint32) error {
 }
 
 // RunShim is the whole program of the seccomp shim (args: PATH ARGV0
-// ARGS...): wait until the tracer has seized the process (a byte on fd 3),
+// ARGS...): say it runs (a byte on fd 4), wait until the tracer has seized the process (a byte on fd 3),
 // install the filter on this thread, and execute the real command. It
 // returns only on failure, with the exit status to use (127, as a shell
 // does for a command that cannot be executed).
@@ -98,6 +98,9 @@ func RunShim(args []string) int {
 	}
 	// Wait for the tracer first: once the filter is in, an mmap by this
 	// thread without a tracer attached would fail with ENOSYS.
+	ready := os.NewFile(4, "ready")
+	ready.Write([]byte{1})
+	ready.Close()
 	gate := os.NewFile(3, "gate")
 	var b [1]byte
 	if n, _ := gate.Read(b[:]); n != 1 {

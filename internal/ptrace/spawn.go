@@ -39,13 +39,30 @@ func Spawn(self string, argv []string, stdio [3]*os.File, env []string) (*Spawne
 		return nil, fmt.Errorf("spawn: %w", err)
 	}
 	defer gateW.Close()
-	attr := &os.ProcAttr{Files: []*os.File{stdio[0], stdio[1], stdio[2], gateR}, Env: env}
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		gateR.Close()
+		return nil, fmt.Errorf("spawn: %w", err)
+	}
+	defer readyR.Close()
+	attr := &os.ProcAttr{Files: []*os.File{stdio[0], stdio[1], stdio[2], gateR, readyW}, Env: env}
 	proc, err := os.StartProcess(self, append([]string{self, ShimArg, path}, argv...), attr)
 	gateR.Close()
+	readyW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
 	s := &Spawned{PID: proc.Pid, Proc: proc}
+	// Seize only once the shim runs: StartProcess returns as soon as the
+	// child's exec of the shim has closed its close-on-exec files, which is
+	// before that exec completes, and seizing then would report the shim's
+	// own exec as the program's.
+	var b [1]byte
+	if n, _ := readyR.Read(b[:]); n != 1 {
+		proc.Kill()
+		proc.Wait()
+		return nil, fmt.Errorf("start %s: the seccomp shim did not start", argv[0])
+	}
 	// The shim is a Go program with threads of its own: following its
 	// clones would leave them stopped and deadlock it. The full options
 	// are set at the exec event, when only the program's thread is left.
