@@ -124,6 +124,9 @@ func (c *core) fire(p unsafe.Pointer) {
 		e := &pa.e[i]
 		e.fn(e.data, ev)
 	}
+	// Race builds only: tell the detector this Fire is done, while pa is
+	// still reachable, so Sync cannot return before it.
+	raceFireDone()
 	// pa must stay reachable until the last probe returns: Sync learns that
 	// no Fire is still using a retired array when the GC finds it unreachable.
 	runtime.KeepAlive(pa)
