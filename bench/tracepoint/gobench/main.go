@@ -1,6 +1,7 @@
 // Command gobench measures package tracepoint the way bench/tracepoint's C
 // program measures LTTng-UST, so that run.sh can compare them in one run: it
-// fires a tracepoint N times in a loop, R times over, and prints the fastest
+// fires a tracepoint N times in a loop, R times over after one untimed
+// warm-up loop, and prints the fastest
 // and the median cost per event, timed with the monotonic clock around each
 // loop.
 //
@@ -123,7 +124,8 @@ func run(event, mode string, n, r, ring int, out string) error {
 		return fmt.Errorf("mode %s: tracepoint enabled=%v", mode, enabled())
 	}
 	per := make([]float64, r)
-	for k := range per {
+	// Loop -1 warms up caches, page tables and the ring, untimed.
+	for k := -1; k < r; k++ {
 		t0 := time.Now()
 		if event == "rich" {
 			for i := range n {
@@ -134,7 +136,9 @@ func run(event, mode string, n, r, ring int, out string) error {
 				tpInt.Fire(int32(i))
 			}
 		}
-		per[k] = float64(time.Since(t0).Nanoseconds()) / float64(n)
+		if k >= 0 {
+			per[k] = float64(time.Since(t0).Nanoseconds()) / float64(n)
+		}
 	}
 	got, lost := "-", "-"
 	if child != nil {

@@ -1,7 +1,7 @@
 /*
- * bench fires an LTTng-UST tracepoint N times in a loop, R times over, and
- * prints the fastest and the median cost per event, measured with
- * CLOCK_MONOTONIC around each loop:
+ * bench fires an LTTng-UST tracepoint N times in a loop, R times over after
+ * one untimed warm-up loop, and prints the fastest and the median cost per
+ * event, measured with CLOCK_MONOTONIC around each loop:
  *
  *	bench int|rich N R
  *
@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 	}
 	double per[100];
 	const char *dev = "bar0";
-	for (int k = 0; k < r; k++) {
+	/* Loop -1 warms up caches, page tables and the trace buffers, untimed. */
+	for (int k = -1; k < r; k++) {
 		double t0 = now();
 		if (rich) {
 			for (long i = 0; i < n; i++)
@@ -53,7 +54,8 @@ int main(int argc, char **argv)
 			for (long i = 0; i < n; i++)
 				tracepoint(mmtp, int_event, (int)i);
 		}
-		per[k] = (now() - t0) / n;
+		if (k >= 0)
+			per[k] = (now() - t0) / n;
 	}
 	qsort(per, r, sizeof per[0], cmp);
 	int enabled = rich ? tracepoint_enabled(mmtp, rich_event) : tracepoint_enabled(mmtp, int_event);
