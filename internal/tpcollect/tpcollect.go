@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mmiotrace/mmiotrace/internal/tpcollect/wire"
+	"github.com/mmiotrace/mmiotrace/trace"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,6 +110,18 @@ type Field struct {
 	Value string // integers in decimal, uintptr in hex (0x...), strings quoted
 }
 
+// Raw returns the value with a string field's quotes removed: the string
+// the program fired. Only string values are rendered quoted, so a value
+// starting with '"' is always a string.
+func (f Field) Raw() string {
+	if strings.HasPrefix(f.Value, `"`) {
+		if s, err := strconv.Unquote(f.Value); err == nil {
+			return s
+		}
+	}
+	return f.Value
+}
+
 // Event is one collected tracepoint event.
 type Event struct {
 	Time     int64 // CLOCK_MONOTONIC nanoseconds
@@ -116,6 +129,19 @@ type Event struct {
 	Provider string
 	Name     string
 	Fields   []Field
+}
+
+// TraceRecord returns ev as a trace record of kind TP (trace.KindEvent), as
+// mmiotrace's sinks take it: Text is "provider:event" and the field values
+// are raw (Field.Raw), since the text sink quotes the values that need it:
+//
+//	TP <sec>.<usec> <tid> <provider:event> <name>=<value> ...
+func (ev Event) TraceRecord() trace.Record {
+	fs := make([]trace.Field, len(ev.Fields))
+	for i, f := range ev.Fields {
+		fs[i] = trace.Field{Name: f.Name, Value: f.Raw()}
+	}
+	return trace.Record{Kind: trace.KindEvent, Time: ev.Time, TID: int32(ev.TID), Text: ev.Provider + ":" + ev.Name, Fields: fs}
 }
 
 // Record is an undecoded event, as PollRaw passes it. Payload is valid only
