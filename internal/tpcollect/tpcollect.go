@@ -179,7 +179,9 @@ type Session struct {
 // ("provider:event" in path.Match syntax, e.g. "net:rx", "net:*", "*:err_*";
 // a pattern without ':' means all events of matching providers). Matching
 // tracepoints declared later are collected too. It fails if pid does not
-// expose tracepoints or if no tracepoint matches now.
+// expose tracepoints, or if no tracepoint matches now, unless the program
+// started recording from EnvVar at init: then it may not have declared its
+// tracepoints yet (the socket appears during its initialisation).
 func Open(pid int, patterns []string) (*Session, error) {
 	return OpenOptions(pid, patterns, Options{})
 }
@@ -218,7 +220,7 @@ func OpenOptions(pid int, patterns []string, opt Options) (*Session, error) {
 		s.descs[d.ID] = d
 		s.matched = append(s.matched, infoOf(d))
 	}
-	if len(s.matched) == 0 {
+	if len(s.matched) == 0 && !s.adopted {
 		names := ""
 		if all, err := List(pid); err == nil {
 			var ns []string
