@@ -43,9 +43,9 @@ func TestCollectDemo(t *testing.T) {
 	if !s.Adopted() {
 		t.Error("session did not adopt the ring started at init")
 	}
-	if got := len(s.Tracepoints()); got != 3 {
-		t.Errorf("enabled %d tracepoints, want 3: %v", got, s.Tracepoints())
-	}
+	// The session may open while the demo is still initialising, before it
+	// has declared its tracepoints: how many matched at Open varies, and the
+	// events below must all arrive regardless.
 	var evs []tpcollect.Event
 	poll := func() {
 		if _, err := s.Poll(func(e tpcollect.Event) { evs = append(evs, e) }); err != nil {
