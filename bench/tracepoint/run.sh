@@ -2,13 +2,14 @@
 # bench/tracepoint/run.sh: the cost of one tracepoint event, package
 # tracepoint against LTTng-UST, measured in the same run on this machine.
 #
-#	bench/tracepoint/run.sh            # about a minute
+#	bench/tracepoint/run.sh            # 10-20 s
 #	N=2000000 R=9 bench/tracepoint/run.sh
 #
 # Both sides fire one tracepoint N times in a loop, R times over after one
-# untimed warm-up loop, timed with CLOCK_MONOTONIC around each loop; the table shows the median loop's cost
-# per event (the fastest in the raw lines). Two payloads: one int, and
-# "rich" (u64 addr, u32 value, bool write, string dev). Cases:
+# untimed warm-up loop, timed with CLOCK_MONOTONIC around each loop; the
+# table shows the median loop's cost per event and, in parentheses, the
+# fastest loop's. Two payloads: one int, and "rich" (u64 addr, u32 value,
+# bool write, string dev). Cases:
 #
 #   disabled   no probe / no LTTng session enables the event
 #   no-op      Go only: one in-process probe that does nothing
