@@ -143,29 +143,40 @@ func init() {
 	if !expose {
 		return
 	}
+	// The recording asked for starts before the socket listens: a collector
+	// may connect as soon as the socket exists, still during this program's
+	// initialisation, and must find the ring to adopt. Its tracepoints may
+	// not be declared yet; the registration by pattern attaches them when
+	// they are.
+	if len(patterns) > 0 {
+		s, err := newSession(0)
+		if err == nil {
+			err = s.enable(patterns)
+		}
+		if err != nil {
+			if s != nil {
+				s.close()
+			}
+			// The user asked for this explicitly and init has no one to
+			// return an error to: say so once.
+			fmt.Fprintf(os.Stderr, "tracepoint: %s=%q: %v\n", EnvVar, os.Getenv(EnvVar), err)
+		} else {
+			srv.mu.Lock()
+			srv.boot = s
+			srv.mu.Unlock()
+		}
+	}
 	if err := Expose(); err != nil {
-		// The user asked for this explicitly and init has no one to return
-		// an error to: say so once.
 		fmt.Fprintf(os.Stderr, "tracepoint: %s is set: %v\n", EnvVar, err)
-		return
-	}
-	if len(patterns) == 0 {
-		return
-	}
-	s, err := newSession(0)
-	if err == nil {
-		err = s.enable(patterns)
-	}
-	if err != nil {
+		// No collector can ever reach the ring: stop filling it.
+		srv.mu.Lock()
+		s := srv.boot
+		srv.boot = nil
+		srv.mu.Unlock()
 		if s != nil {
 			s.close()
 		}
-		fmt.Fprintf(os.Stderr, "tracepoint: %s=%q: %v\n", EnvVar, os.Getenv(EnvVar), err)
-		return
 	}
-	srv.mu.Lock()
-	srv.boot = s
-	srv.mu.Unlock()
 }
 
 func serve(ln *net.UnixListener) {

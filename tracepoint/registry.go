@@ -326,6 +326,7 @@ func Sync() {
 	for {
 		pending = slices.DeleteFunc(pending, func(w weak.Pointer[probeArray]) bool { return w.Value() == nil })
 		if len(pending) == 0 {
+			raceSyncDone()
 			return
 		}
 		runtime.GC()

@@ -99,31 +99,27 @@ func (tp *Tracepoint[T]) Fire(ev T) {
 	}
 }
 
-// fireValue is Fire's out-of-line half. Taking ev by value, rather than
-// taking its address in Fire, lets the compiler build small payloads in
-// registers and only on the enabled path.
-//
-//go:noinline
-func fireValue[T any](c *core, ev T) {
-	c.fire(unsafe.Pointer(&ev))
-}
-
-// fire runs the probes on the payload at p. It is kept out of line so that
-// Fire stays small enough to inline into its callers; it loads the probe
-// array again, and may find it changed or gone, which is as if Fire had
+// fireValue is Fire's out-of-line half: it runs the probes on ev. Taking ev
+// by value, rather than taking its address in Fire, lets the compiler build
+// small payloads in registers and only on the enabled path; keeping it out
+// of line keeps Fire small enough to inline into its callers. It loads the
+// probe array again, and may find it changed or gone, which is as if Fire had
 // started a moment later.
 //
 //go:noinline
-func (c *core) fire(p unsafe.Pointer) {
+func fireValue[T any](c *core, ev T) {
 	pa := c.probes.Load()
 	if pa == nil {
 		return
 	}
-	ev := Event{c: c, p: noescape(p)}
+	e := Event{c: c, p: noescape(unsafe.Pointer(&ev))}
 	for i := range pa.e {
-		e := &pa.e[i]
-		e.fn(e.data, ev)
+		pe := &pa.e[i]
+		pe.fn(pe.data, e)
 	}
+	// Race builds only: tell the detector this Fire is done, while pa is
+	// still reachable, so Sync cannot return before it.
+	raceFireDone()
 	// pa must stay reachable until the last probe returns: Sync learns that
 	// no Fire is still using a retired array when the GC finds it unreachable.
 	runtime.KeepAlive(pa)

@@ -3,6 +3,7 @@ package tracepoint_test
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -564,5 +565,48 @@ func TestIterationVanishedEntry(t *testing.T) {
 	want := []string{base + "a:e1", base + "a:e2", base + "b:e1", base + "c:e1", base + "c:e2"}
 	if !slices.Equal(seen, want) {
 		t.Fatalf("seen %v, want %v", seen, want)
+	}
+}
+
+// TestSyncOrdersMemory checks that Sync orders a probe's memory accesses
+// before the caller's, as the race detector sees it: after Unregister and
+// Sync, the probe's owner may reuse plain memory the probe wrote, as a
+// collector unmaps its ring. The probe uses no synchronisation of its own
+// after its first call, so under -race a missing happens-before edge from
+// the last Fire to Sync's return fails this test with a data race report.
+func TestSyncOrdersMemory(t *testing.T) {
+	p := newProvider(t)
+	tp := tracepoint.MustNew[int](p, "ev")
+	var shared int // plain memory the probe writes
+	running := make(chan struct{})
+	pr := tracepoint.NewProbe(func(_ any, v int) {
+		shared += v
+		if shared == 1000 {
+			close(running)
+		}
+	}, nil)
+	if err := tp.Register(pr); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			tp.Fire(1)
+		}
+	}()
+	<-running
+	if err := tp.Unregister(pr); err != nil {
+		t.Fatal(err)
+	}
+	tracepoint.Sync()
+	// The goroutine still fires, but can no longer reach the probe.
+	shared = 0
+	runtime.Gosched()
+	stop.Store(true)
+	<-done
+	if shared != 0 {
+		t.Fatalf("probe ran after Unregister and Sync: shared = %d", shared)
 	}
 }

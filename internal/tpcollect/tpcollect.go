@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mmiotrace/mmiotrace/internal/tpcollect/wire"
+	"github.com/mmiotrace/mmiotrace/trace"
 	"golang.org/x/sys/unix"
 )
 
@@ -109,6 +110,18 @@ type Field struct {
 	Value string // integers in decimal, uintptr in hex (0x...), strings quoted
 }
 
+// Raw returns the value with a string field's quotes removed: the string
+// the program fired. Only string values are rendered quoted, so a value
+// starting with '"' is always a string.
+func (f Field) Raw() string {
+	if strings.HasPrefix(f.Value, `"`) {
+		if s, err := strconv.Unquote(f.Value); err == nil {
+			return s
+		}
+	}
+	return f.Value
+}
+
 // Event is one collected tracepoint event.
 type Event struct {
 	Time     int64 // CLOCK_MONOTONIC nanoseconds
@@ -116,6 +129,19 @@ type Event struct {
 	Provider string
 	Name     string
 	Fields   []Field
+}
+
+// TraceRecord returns ev as a trace record of kind TP (trace.KindEvent), as
+// mmiotrace's sinks take it: Text is "provider:event" and the field values
+// are raw (Field.Raw), since the text sink quotes the values that need it:
+//
+//	TP <sec>.<usec> <tid> <provider:event> <name>=<value> ...
+func (ev Event) TraceRecord() trace.Record {
+	fs := make([]trace.Field, len(ev.Fields))
+	for i, f := range ev.Fields {
+		fs[i] = trace.Field{Name: f.Name, Value: f.Raw()}
+	}
+	return trace.Record{Kind: trace.KindEvent, Time: ev.Time, TID: int32(ev.TID), Text: ev.Provider + ":" + ev.Name, Fields: fs}
 }
 
 // Record is an undecoded event, as PollRaw passes it. Payload is valid only
@@ -153,7 +179,9 @@ type Session struct {
 // ("provider:event" in path.Match syntax, e.g. "net:rx", "net:*", "*:err_*";
 // a pattern without ':' means all events of matching providers). Matching
 // tracepoints declared later are collected too. It fails if pid does not
-// expose tracepoints or if no tracepoint matches now.
+// expose tracepoints, or if no tracepoint matches now, unless the program
+// started recording from EnvVar at init: then it may not have declared its
+// tracepoints yet (the socket appears during its initialisation).
 func Open(pid int, patterns []string) (*Session, error) {
 	return OpenOptions(pid, patterns, Options{})
 }
@@ -192,7 +220,7 @@ func OpenOptions(pid int, patterns []string, opt Options) (*Session, error) {
 		s.descs[d.ID] = d
 		s.matched = append(s.matched, infoOf(d))
 	}
-	if len(s.matched) == 0 {
+	if len(s.matched) == 0 && !s.adopted {
 		names := ""
 		if all, err := List(pid); err == nil {
 			var ns []string

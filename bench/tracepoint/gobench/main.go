@@ -1,0 +1,220 @@
+// Command gobench measures package tracepoint the way bench/tracepoint's C
+// program measures LTTng-UST, so that run.sh can compare them in one run: it
+// fires a tracepoint N times in a loop, R times over after one untimed
+// warm-up loop, and prints the fastest
+// and the median cost per event, timed with the monotonic clock around each
+// loop.
+//
+//	gobench -event int|rich -mode disabled|noop|collected -n N -r R
+//
+// Output, one line: "<event> <mode> <n> <min ns> <median ns> <collected> <lost>".
+//
+// Modes: disabled fires with no probe attached; noop with one typed probe
+// that does nothing; collected with the tracepoint enabled by a collector in
+// a separate process (this program re-run with -collect), which maps the
+// shared ring and writes every raw record to a file, as lttng-consumerd
+// writes LTTng's buffers to the trace directory. The collector's counts of
+// events received and lost come back in the last two columns.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/mmiotrace/mmiotrace/internal/tpcollect"
+	"github.com/mmiotrace/mmiotrace/tracepoint"
+)
+
+// Rich is the Go twin of the C provider's rich_event.
+type Rich struct {
+	Addr  uint64 `tracepoint:"addr"`
+	Value uint32 `tracepoint:"value"`
+	Write bool   `tracepoint:"write"`
+	Dev   string `tracepoint:"dev"`
+}
+
+var (
+	prov   = tracepoint.MustNewProvider("gobench")
+	tpInt  = tracepoint.MustNew[int32](prov, "int_event")
+	tpRich = tracepoint.MustNew[Rich](prov, "rich_event")
+)
+
+func main() {
+	event := flag.String("event", "int", "int or rich")
+	mode := flag.String("mode", "disabled", "disabled, noop or collected")
+	n := flag.Int("n", 1_000_000, "events per loop")
+	r := flag.Int("r", 5, "loops")
+	ring := flag.Int("ring", 32<<20, "ring size in bytes for -mode collected")
+	collect := flag.Int("collect", 0, "internal: collect from this pid, writing raw records to -out")
+	out := flag.String("out", os.DevNull, "internal: the collector's output file")
+	flag.Parse()
+	if *collect != 0 {
+		if err := collector(*collect, *event, *ring, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "gobench collector:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *n <= 0 || *r <= 0 || (*event != "int" && *event != "rich") {
+		fmt.Fprintln(os.Stderr, "gobench: bad -event, -n or -r")
+		os.Exit(2)
+	}
+	if err := run(*event, *mode, *n, *r, *ring, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "gobench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(event, mode string, n, r, ring int, out string) error {
+	enabled := func() bool { return tpInt.Enabled() }
+	if event == "rich" {
+		enabled = tpRich.Enabled
+	}
+	var child *exec.Cmd
+	var childIn io.WriteCloser
+	var childOut *bufio.Scanner
+	switch mode {
+	case "disabled":
+	case "noop":
+		p := tracepoint.NewProbe(func(any, int32) {}, nil)
+		if event == "rich" {
+			p = tracepoint.NewProbe(func(any, Rich) {}, nil)
+		}
+		if err := tracepoint.Register("gobench:"+event+"_event", p); err != nil {
+			return err
+		}
+	case "collected":
+		if err := tracepoint.Expose(); err != nil {
+			return err
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		child = exec.Command(self, "-collect", strconv.Itoa(os.Getpid()), "-event", event, "-ring", strconv.Itoa(ring), "-out", out)
+		child.Stderr = os.Stderr
+		if childIn, err = child.StdinPipe(); err != nil {
+			return err
+		}
+		stdout, err := child.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := child.Start(); err != nil {
+			return err
+		}
+		defer child.Process.Kill()
+		childOut = bufio.NewScanner(stdout)
+		if !childOut.Scan() || childOut.Text() != "ready" {
+			return fmt.Errorf("collector did not start: %q %v", childOut.Text(), childOut.Err())
+		}
+	default:
+		return fmt.Errorf("unknown mode %q", mode)
+	}
+	if want := mode != "disabled"; enabled() != want {
+		return fmt.Errorf("mode %s: tracepoint enabled=%v", mode, enabled())
+	}
+	per := make([]float64, r)
+	// Loop -1 warms up caches, page tables and the ring, untimed.
+	for k := -1; k < r; k++ {
+		t0 := time.Now()
+		if event == "rich" {
+			for i := range n {
+				tpRich.Fire(Rich{Addr: uint64(i), Value: 7, Write: true, Dev: "bar0"})
+			}
+		} else {
+			for i := range n {
+				tpInt.Fire(int32(i))
+			}
+		}
+		if k >= 0 {
+			per[k] = float64(time.Since(t0).Nanoseconds()) / float64(n)
+		}
+	}
+	got, lost := "-", "-"
+	if child != nil {
+		childIn.Close() // tells the collector to stop, drain and report
+		if !childOut.Scan() {
+			return fmt.Errorf("collector said nothing: %v", childOut.Err())
+		}
+		f := strings.Fields(childOut.Text())
+		if len(f) != 2 {
+			return fmt.Errorf("collector said %q", childOut.Text())
+		}
+		got, lost = f[0], f[1]
+		if err := child.Wait(); err != nil {
+			return fmt.Errorf("collector: %w", err)
+		}
+	}
+	sorted := slices.Clone(per)
+	slices.Sort(sorted)
+	fmt.Printf("%s %s %d %.3f %.3f %s %s\n", event, mode, n, sorted[0], sorted[r/2], got, lost)
+	return nil
+}
+
+// collector enables gobench:<event>_event in process pid, says "ready", and
+// writes raw records to out until its stdin closes; then it stops the
+// session, drains it and prints "<events> <lost>".
+func collector(pid int, event string, ring int, out string) error {
+	s, err := tpcollect.OpenOptions(pid, []string{"gobench:" + event + "_event"}, tpcollect.Options{RingSize: ring})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	var hdr [16]byte
+	write := func(rec tpcollect.Record) {
+		// The record's id, time and payload, about what LTTng stores.
+		hdr[0], hdr[1], hdr[2], hdr[3] = byte(rec.ID), byte(rec.ID>>8), byte(rec.ID>>16), byte(rec.ID>>24)
+		t := uint64(rec.Time)
+		for i := range 8 {
+			hdr[4+i] = byte(t >> (8 * i))
+		}
+		w.Write(hdr[:12])
+		w.Write(rec.Payload)
+	}
+	fmt.Println("ready")
+	var stop atomic.Bool
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop.Store(true)
+	}()
+	var total int
+	for !stop.Load() {
+		k, err := s.PollRaw(write)
+		if err != nil {
+			return err
+		}
+		total += k
+		if k < 1024 {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	k, err := s.PollRaw(write)
+	if err != nil {
+		return err
+	}
+	total += k
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Println(total, s.Lost())
+	return nil
+}
