@@ -31,7 +31,8 @@ var srv struct {
 	mu       sync.Mutex
 	ln       *net.UnixListener
 	path     string
-	boot     *session // started from EnvVar, waiting for a collector to adopt it
+	boot     *session      // started from EnvVar, waiting for a collector to adopt it
+	adopted  chan struct{} // closed when boot is adopted, if init waits for it (wire.WaitPrefix)
 	sessions map[*session]bool
 }
 
@@ -139,9 +140,26 @@ func removeStaleSockets(dir string) {
 }
 
 func init() {
-	patterns, expose := wire.ParseEnv(os.Getenv(EnvVar))
+	patterns, expose, wait := wire.ParseEnvWait(os.Getenv(EnvVar))
 	if !expose {
 		return
+	}
+	if wait {
+		srv.adopted = make(chan struct{})
+		defer func() {
+			srv.mu.Lock()
+			booted := srv.boot != nil
+			srv.mu.Unlock()
+			if !booted {
+				return
+			}
+			// Hold init until the collector that started us adopts the
+			// ring: see wire.WaitPrefix.
+			select {
+			case <-srv.adopted:
+			case <-time.After(wire.WaitTimeout):
+			}
+		}()
 	}
 	// The recording asked for starts before the socket listens: a collector
 	// may connect as soon as the socket exists, still during this program's
@@ -275,6 +293,9 @@ func startSession(size int, patterns []string) (*session, bool, error) {
 	srv.boot = nil
 	srv.mu.Unlock()
 	adopted := s != nil
+	if adopted && srv.adopted != nil {
+		close(srv.adopted)
+	}
 	if s == nil {
 		var err error
 		if s, err = newSession(size); err != nil {

@@ -93,7 +93,7 @@ func runRecord(args []string) int {
 	if len(events) > 0 && *pid == 0 {
 		// The program starts recording the events at init, into a ring the
 		// collector adopts: nothing fired before it connects is lost.
-		env = append(os.Environ(), tpcollect.EnvVar+"="+tpcollect.EnvValue(events))
+		env = append(os.Environ(), tpcollect.EnvVar+"="+tpcollect.EnvValueWait(events))
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -140,7 +141,11 @@ func (c *tpCollector) append(ev tpcollect.Event) {
 	r := trace.Record{Kind: trace.KindEvent, Time: ev.Time, TID: int32(ev.TID), Text: ev.Provider + ":" + ev.Name}
 	r.Fields = make([]trace.Field, len(ev.Fields))
 	for i, f := range ev.Fields {
-		r.Fields[i] = trace.Field{Name: f.Name, Value: f.Value}
+		v := f.Value
+		if u, err := strconv.Unquote(v); err == nil && strings.HasPrefix(v, `"`) {
+			v = u // the log quotes a value only where it must
+		}
+		r.Fields[i] = trace.Field{Name: f.Name, Value: v}
 	}
 	if err := c.out.Append(&r); err != nil && c.err == nil {
 		c.err = err

@@ -38,6 +38,12 @@ const EnvVar = wire.EnvVar
 // returns "1", which only exposes.
 func EnvValue(patterns []string) string { return wire.EnvValue(patterns) }
 
+// EnvValueWait is EnvValue for a program that, after starting to record at
+// init, waits there until a collector has adopted its ring (at most
+// wire.WaitTimeout): a program that exits at once still has its events
+// collected, with their descriptions.
+func EnvValueWait(patterns []string) string { return wire.EnvValueWait(patterns) }
+
 // ErrNotExposed reports a process that has no tracepoint control socket.
 var ErrNotExposed = errors.New("process does not expose tracepoints")
 

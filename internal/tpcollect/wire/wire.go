@@ -8,7 +8,10 @@
 // definition. It is documented for people in docs/TRACEPOINTS.md.
 package wire
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // EnvVar is the environment variable that makes a program importing package
 // tracepoint expose its tracepoints at init. Its value is "1" to expose only,
@@ -27,22 +30,45 @@ func EnvValue(patterns []string) string {
 	return strings.Join(patterns, ",")
 }
 
+// WaitPrefix starts a value of EnvVar whose program, once it has started
+// recording at init, waits there (up to WaitTimeout) until a collector has
+// adopted its ring. mmiotrace sets it for programs it spawns with -e, so
+// that even a program that exits at once has its events collected with
+// their descriptions.
+const WaitPrefix = "wait:"
+
+// WaitTimeout bounds how long init waits for a collector.
+const WaitTimeout = 10 * time.Second
+
+// EnvValueWait is EnvValue with WaitPrefix.
+func EnvValueWait(patterns []string) string { return WaitPrefix + EnvValue(patterns) }
+
 // ParseEnv splits a value of EnvVar into the patterns to record at init. It
 // reports expose=false when the value asks for nothing.
 func ParseEnv(v string) (patterns []string, expose bool) {
+	patterns, expose, _ = ParseEnvWait(v)
+	return patterns, expose
+}
+
+// ParseEnvWait is ParseEnv that also reports WaitPrefix.
+func ParseEnvWait(v string) (patterns []string, expose, wait bool) {
 	v = strings.TrimSpace(v)
+	if rest, ok := strings.CutPrefix(v, WaitPrefix); ok {
+		p, e := ParseEnv(rest)
+		return p, e, len(p) > 0
+	}
 	switch v {
 	case "", "0":
-		return nil, false
+		return nil, false, false
 	case "1":
-		return nil, true
+		return nil, true, false
 	}
 	for _, p := range strings.Split(v, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			patterns = append(patterns, p)
 		}
 	}
-	return patterns, true
+	return patterns, true, false
 }
 
 // Field describes one field of a tracepoint's payload as it is laid out in a
