@@ -163,9 +163,10 @@ func AppendText(b []byte, r *Record) []byte {
 }
 
 // quoteField quotes a tracepoint field value when it would not survive
-// splitting on spaces.
+// splitting on spaces, or holds control characters (which never reach the
+// log raw).
 func quoteField(v string) string {
-	if v == "" || strings.ContainsAny(v, " \t\n\"=") {
+	if v == "" || strings.ContainsAny(v, " \"=") || strings.IndexFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
 		return strconv.Quote(v)
 	}
 	return v
