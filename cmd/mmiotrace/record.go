@@ -157,7 +157,9 @@ func runRecord(args []string) int {
 	if cerr := closeLog(); werr == nil {
 		werr = cerr
 	}
-	ui.summary(tr, globs, *out, res, tpRes)
+	if tr.PID() != 0 { // nothing to summarise when it never started
+		ui.summary(tr, globs, *out, res, tpRes)
+	}
 	switch {
 	case tpRes.err != nil && runErr == nil:
 		errorf("record: %v", tpRes.err)

@@ -128,7 +128,7 @@ func runWatch(args []string) int {
 	if cerr := closeLog(); werr == nil {
 		werr = cerr
 	}
-	if !*quiet {
+	if !*quiet && tr.PID() != 0 {
 		printWatchStats(os.Stderr, tr.WatchStats())
 	}
 	if n := res.pending(); n > 0 {

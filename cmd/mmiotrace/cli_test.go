@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mmiotrace/mmiotrace/internal/testenv"
+	"github.com/mmiotrace/mmiotrace/trace"
+)
+
+// mmiotraceBin builds the CLI once per test binary.
+func mmiotraceBin(t *testing.T) string {
+	t.Helper()
+	return testenv.BuildGo(t, ".")
+}
+
+func readLog(t *testing.T, path string) []trace.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := trace.ParseText(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// TestRecordExampleDevice traces the bundled example driver and checks its
+// register accesses exactly, in program order: the device protocol fixes
+// every access except how many times STATUS reads 0 while polling.
+func TestRecordExampleDevice(t *testing.T) {
+	bin := mmiotraceBin(t)
+	dev := testenv.BuildC(t, "../../examples/device/device.c", "-pthread")
+	log := filepath.Join(t.TempDir(), "dev.log")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-clitest-%d", os.Getpid())
+	cmd := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", dev, shm)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("record: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "command 3: result 91") {
+		t.Fatalf("the driver did not compute what it computes untraced:\n%s", out)
+	}
+	type acc struct {
+		kind  trace.Kind
+		off   uint64
+		value uint64
+	}
+	var got []acc
+	var maps, unmaps int
+	for _, r := range readLog(t, log) {
+		switch r.Kind {
+		case trace.KindMap:
+			maps++
+		case trace.KindUnmap:
+			unmaps++
+		case trace.KindRead, trace.KindWrite:
+			if r.Width != 4 {
+				t.Errorf("access width %d, want 4: %+v", r.Width, r)
+			}
+			got = append(got, acc{r.Kind, r.Phys, r.Uint64()})
+		case trace.KindUnknown:
+			t.Errorf("UNKNOWN record: %+v", r)
+		}
+	}
+	if maps != 1 || unmaps != 1 {
+		t.Errorf("%d MAP and %d UNMAP records, want 1 and 1", maps, unmaps)
+	}
+	R, W := trace.KindRead, trace.KindWrite
+	want := []acc{{R, 0x0, 0x4d4d494f}, {R, 0x4, 0}, {W, 0x4, 1}}
+	i := 0
+	expect := func(a acc) {
+		t.Helper()
+		if i >= len(got) || got[i] != a {
+			t.Fatalf("access %d: got %+v, want %+v\nall: %+v", i, at(got, i), a, got)
+		}
+		i++
+	}
+	for _, a := range want {
+		expect(a)
+	}
+	for n := uint64(1); n <= 3; n++ {
+		expect(acc{W, 0x8, n * 10})
+		expect(acc{W, 0xc, 1})
+		for i < len(got) && got[i] == (acc{R, 0x10, 0}) {
+			i++
+		}
+		expect(acc{R, 0x10, 1})
+		expect(acc{R, 0x14, n*30 + 1})
+		expect(acc{W, 0x10, 0})
+	}
+	expect(acc{R, 0x4, 1})
+	expect(acc{W, 0x4, 0})
+	if i != len(got) {
+		t.Errorf("%d extra accesses: %+v", len(got)-i, got[i:])
+	}
+}
+
+func at[T any](s []T, i int) any {
+	if i < len(s) {
+		return s[i]
+	}
+	return "nothing"
+}
+
+// TestRecordTracepoints collects a Go program's tracepoints into the log
+// with -e, and checks every event and field.
+func TestRecordTracepoints(t *testing.T) {
+	bin := mmiotraceBin(t)
+	demo := testenv.BuildGo(t, "../../examples/tracepoint")
+	log := filepath.Join(t.TempDir(), "tp.log")
+	out, err := exec.Command(bin, "record", "-q", "-e", "demo:doorbell", "-o", log, "--", demo, "-n", "50", "-q", "1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("record -e: %v\n%s", err, out)
+	}
+	var tails []string
+	for _, r := range readLog(t, log) {
+		if r.Kind != trace.KindEvent {
+			continue
+		}
+		if r.Text != "demo:doorbell" {
+			t.Errorf("event %q collected, only demo:doorbell was asked for", r.Text)
+		}
+		for _, f := range r.Fields {
+			if f.Name == "tail" {
+				tails = append(tails, f.Value)
+			}
+		}
+	}
+	if len(tails) != 50 {
+		t.Fatalf("%d demo:doorbell events, want 50\n%s", len(tails), out)
+	}
+	for i, v := range tails {
+		if want := fmt.Sprint((i + 1) % 16); v != want { // the example's queue depth is 16
+			t.Fatalf("event %d: tail=%s, want %s (all: %v)", i, v, want, tails)
+		}
+	}
+}
+
+// TestUsageErrors checks the one-line errors and exit codes of bad input.
+func TestUsageErrors(t *testing.T) {
+	bin := mmiotraceBin(t)
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"record", "--range", "zz+1", "--", "true"}, 2, "bad range"},
+		{[]string{"record", "--range", "0x1000+0", "--", "true"}, 2, "length is zero"},
+		{[]string{"record", "-p", "999999999"}, 1, "does not exist"},
+		{[]string{"record", "--", "/nonexistent/prog"}, 1, "/nonexistent/prog"},
+		{[]string{"record"}, 2, "give a command"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"mark", "-p", "999999999", "hi"}, 1, "no mmiotrace session"},
+		{[]string{"watch", "--", "true"}, 2, "no SPEC"},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		cmd.Dir = t.TempDir() // where a default mmiotrace.log would go
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := cmd.ProcessState.ExitCode()
+		if code != tc.code {
+			t.Errorf("mmiotrace %v: exit %d (%v), want %d; stderr %q", tc.args, code, err, tc.code, stderr.String())
+		}
+		msg := strings.TrimSpace(stderr.String())
+		if !strings.Contains(msg, tc.msg) || strings.Count(msg, "\n") > 0 {
+			t.Errorf("mmiotrace %v: stderr %q, want one line containing %q", tc.args, msg, tc.msg)
+		}
+	}
+}
+
+// TestExitStatus checks that the traced program's status becomes ours.
+func TestExitStatus(t *testing.T) {
+	bin := mmiotraceBin(t)
+	for _, tc := range []struct {
+		script string
+		code   int
+	}{
+		{"exit 7", 7},
+		{"kill -TERM $$", 128 + 15},
+		{"exit 0", 0},
+	} {
+		cmd := exec.Command(bin, "record", "-q", "-o", os.DevNull, "--", "/bin/sh", "-c", tc.script)
+		cmd.Run()
+		if got := cmd.ProcessState.ExitCode(); got != tc.code {
+			t.Errorf("%q: mmiotrace exited %d, want %d", tc.script, got, tc.code)
+		}
+	}
+}
+
+// TestHelp checks that every command has --help with examples.
+func TestHelp(t *testing.T) {
+	bin := mmiotraceBin(t)
+	for _, c := range []string{"record", "mark", "watch", "symbols", "tp"} {
+		out, err := exec.Command(bin, c, "--help").CombinedOutput()
+		if err != nil {
+			t.Errorf("%s --help: %v", c, err)
+		}
+		if !strings.Contains(string(out), "Examples:") {
+			t.Errorf("%s --help has no examples:\n%s", c, out)
+		}
+	}
+}
