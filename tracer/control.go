@@ -73,6 +73,7 @@ func (t *Tracer) spawn() error {
 	t.pid, t.proc, t.spawned = s.PID, s.Proc, true
 	t.pidSeen.Store(int64(t.pid))
 	th := t.addThread(t.pid)
+	t.pinThread(th) // threads it creates inherit the affinity
 	if err := ptrace.GetRegs(t.pid, &th.regs); err != nil {
 		t.Kill()
 		return err
@@ -134,6 +135,12 @@ func (t *Tracer) attach() error {
 	th := t.anyHeld()
 	if th == nil {
 		return fmt.Errorf("process %d exited while attaching", pid)
+	}
+	if t.pinned {
+		unix.SchedGetaffinity(pid, &t.leaderMask)
+		for _, o := range t.threads {
+			t.pinThread(o)
+		}
 	}
 	if err := ptrace.GetRegs(th.tid, &th.regs); err != nil {
 		t.releaseAll()
@@ -292,6 +299,7 @@ func (t *Tracer) detachAll() error {
 		if !th.held {
 			continue
 		}
+		t.unpinThread(th)
 		sig := sigs[tid]
 		if sig == 0 && len(th.sigs) > 0 {
 			sig = th.sigs[0]

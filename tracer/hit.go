@@ -33,22 +33,43 @@ const x86MaxAccess = 64
 // fault handles a SIGSEGV stop: a hit when it is an access fault on an armed
 // page, else the program's own signal, delivered.
 func (t *Tracer) fault(th *thread) error {
-	si, err := ptrace.GetSiginfo(th.tid)
-	if err != nil {
-		return ignoreGone(err)
-	}
-	var fp *kmmio.FaultPage
-	if si.FromKernel() && si.Code == ptrace.SegvAccErr && t.engine != nil {
-		fp = t.engine.Page(si.Addr)
-	}
-	if fp == nil || !fp.Armed {
+	if t.engine == nil {
 		return t.resume(th, int(unix.SIGSEGV))
 	}
 	if err := ptrace.GetRegs(th.tid, &th.regs); err != nil {
 		return ignoreGone(err)
 	}
+	// The hot path skips PTRACE_GETSIGINFO: when the instruction at RIP is
+	// known and its memory operand lies on an armed page, the fault is
+	// ours. (A SIGSEGV that another process sent with kill at that very
+	// instruction would be taken for the access; the access itself is still
+	// performed exactly.) Otherwise the siginfo decides.
+	var fp *kmmio.FaultPage
+	var addr uint64
+	if in, ok := t.icache[th.regs.Rip]; ok && in != nil {
+		if a, n, _, _, ok := in.MemOperand(&th.regs); ok {
+			for _, p := range [2]uint64{a, a + uint64(max(n, 1)) - 1} {
+				if f := t.engine.Page(p); f != nil && f.Armed {
+					fp, addr = f, p
+					break
+				}
+			}
+		}
+	}
+	if fp == nil {
+		si, err := ptrace.GetSiginfo(th.tid)
+		if err != nil {
+			return ignoreGone(err)
+		}
+		if si.FromKernel() && si.Code == ptrace.SegvAccErr {
+			fp, addr = t.engine.Page(si.Addr), si.Addr
+		}
+		if fp == nil || !fp.Armed {
+			return t.resume(th, int(unix.SIGSEGV))
+		}
+	}
 	t.engine.BeginHit()
-	err = t.execute(th, fp, si.Addr)
+	err := t.execute(th, fp, addr)
 	if e := t.engine.EndHit(); err == nil {
 		err = e
 	}

@@ -29,6 +29,9 @@ type thread struct {
 	// fresh: a new thread that has not had its first stop yet, where it
 	// gets the debug registers of watches.
 	fresh bool
+	// mask is the thread's own CPU affinity, restored at detach.
+	mask    unix.CPUSet
+	hasMask bool
 }
 
 func (t *Tracer) addThread(tid int) *thread {

@@ -53,6 +53,9 @@ type Config struct {
 	Warn func(string)
 	// Started, if set, is called once the program is traced, with its pid.
 	Started func(pid int)
+	// NoPin leaves the program's threads where the scheduler puts them,
+	// instead of on the tracer's CPU (see pin.go).
+	NoPin bool
 }
 
 // Result is how a session ended.
@@ -106,7 +109,12 @@ type Tracer struct {
 	vec     x86.VecRegs
 	xsave   []byte
 	hit     hitState
-	watch   *watchSet
+	pinned  bool // the tracer and the program share CPU cpu
+	cpu     int
+	// leaderMask is the program's affinity before pinning, for threads
+	// born while pinned.
+	leaderMask unix.CPUSet
+	watch      *watchSet
 
 	pidSeen  atomic.Int64 // the pid, for other goroutines
 	foreign  map[int]bool // fork children: kept running, not traced
@@ -186,6 +194,10 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
+	defer quietStops()()
+	if !t.cfg.NoPin {
+		t.cpu, t.pinned = pinSelf()
+	}
 	if err := t.startWaker(); err != nil {
 		return Result{}, err
 	}

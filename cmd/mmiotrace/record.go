@@ -53,6 +53,7 @@ func runRecord(args []string) int {
 	var events listFlag
 	fs.Var(&events, "e", "collect the tracepoints matching `PROVIDER:EVENT` (globs allowed, repeatable)")
 	quiet := fs.Bool("q", false, "no progress line or summary")
+	noPin := fs.Bool("no-pin", false, "do not run the program's threads on the tracer's CPU (slower hits; see docs/RECORD.md)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -117,6 +118,7 @@ func runRecord(args []string) int {
 		PID:    *pid,
 		Self:   self,
 		Env:    env,
+		NoPin:  *noPin,
 		Select: sel,
 		Out:    buf,
 		Warn:   func(s string) { ui.warn(s) },

@@ -34,7 +34,9 @@ const (
 )
 
 func ptrace(req int, tid int, addr, data uintptr) error {
-	_, _, e := unix.Syscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
+	// RawSyscall: ptrace requests never block, so the scheduler need not
+	// know (this is on the per-hit path).
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
 	if e != 0 {
 		return e
 	}

@@ -1,0 +1,106 @@
+/*
+ * Per-access cost of a traced 4-byte load from a shared file mapping.
+ *
+ *   loop N FILE     N loads through the mapping, timed inside the program
+ *                   (run it untraced, or under `mmiotrace record`)
+ *   kernel N FILE   the kernel kmmio's method done in-process: the page is
+ *                   PROT_NONE; SIGSEGV unprotects it and sets the trap flag;
+ *                   SIGTRAP protects it again (fault, mprotect, single-step,
+ *                   mprotect per access)
+ *   ptrace N        a raw ptrace stop/resume round trip: a child executes
+ *                   int3 N times, the parent resumes it each time
+ *
+ * Each prints one line: "<mode> <ns per access>".
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+static double now(void) {
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+static volatile uint32_t *map_file(const char *path) {
+	int fd = open(path, O_RDWR | O_CREAT, 0600);
+	if (fd < 0 || ftruncate(fd, 4096) < 0) { perror(path); exit(1); }
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) { perror("mmap"); exit(1); }
+	return p;
+}
+
+static uint32_t loads(volatile uint32_t *p, long n) {
+	uint32_t s = 0;
+	for (long i = 0; i < n; i++) s += p[i & 63];
+	return s;
+}
+
+static void *page;
+
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+	(void)sig; (void)si;
+	mprotect(page, 4096, PROT_READ | PROT_WRITE);
+	((ucontext_t *)uc)->uc_mcontext.gregs[REG_EFL] |= 0x100;
+}
+
+static void on_trap(int sig, siginfo_t *si, void *uc) {
+	(void)sig; (void)si;
+	mprotect(page, 4096, PROT_NONE);
+	((ucontext_t *)uc)->uc_mcontext.gregs[REG_EFL] &= ~0x100;
+}
+
+int main(int argc, char **argv) {
+	if (argc < 3) { fprintf(stderr, "usage: loop|kernel N FILE | ptrace N\n"); return 2; }
+	long n = atol(argv[2]);
+	if (!strcmp(argv[1], "loop") || !strcmp(argv[1], "kernel")) {
+		volatile uint32_t *p = map_file(argv[3]);
+		if (!strcmp(argv[1], "kernel")) {
+			page = (void *)p;
+			struct sigaction sa = {0};
+			sa.sa_flags = SA_SIGINFO;
+			sa.sa_sigaction = on_segv;
+			sigaction(SIGSEGV, &sa, NULL);
+			sa.sa_sigaction = on_trap;
+			sigaction(SIGTRAP, &sa, NULL);
+			mprotect(page, 4096, PROT_NONE);
+		}
+		double t0 = now();
+		uint32_t s = loads(p, n);
+		double t1 = now();
+		printf("%s %.1f\n", argv[1], (t1 - t0) / n);
+		return s == 12345678 ? 3 : 0;
+	}
+	if (!strcmp(argv[1], "ptrace")) {
+		pid_t c = fork();
+		if (c == 0) {
+			ptrace(PTRACE_TRACEME, 0, 0, 0);
+			raise(SIGSTOP);
+			for (long i = 0; i < n; i++) __asm__ volatile("int3");
+			_exit(0);
+		}
+		int st;
+		waitpid(c, &st, 0);
+		ptrace(PTRACE_CONT, c, 0, 0);
+		double t0 = now();
+		for (long i = 0; i < n; i++) {
+			waitpid(c, &st, 0);
+			ptrace(PTRACE_CONT, c, 0, 0);
+		}
+		double t1 = now();
+		waitpid(c, &st, 0);
+		printf("ptrace %.1f\n", (t1 - t0) / n);
+		return 0;
+	}
+	return 2;
+}
