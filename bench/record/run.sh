@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Per-access cost of `mmiotrace record` on a tight loop of 4-byte loads from
+# a shared file mapping, against the untraced loop, the kernel's method done
+# in-process (fault, mprotect, trap-flag single-step, mprotect) and a raw
+# ptrace stop/resume round trip, all in one run. Prints a markdown table.
+#
+#   bench/record/run.sh            # N=20000 traced accesses, R=5 runs each
+#   N=50000 R=7 bench/record/run.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+N=${N:-20000}
+R=${R:-5}
+out=$(mktemp -d)
+trap 'rm -rf "$out" /dev/shm/mmiotrace-bench-$$' EXIT
+export PATH=$PATH:/usr/local/go/bin
+(cd "$root" && go build -o "$out/mmiotrace" ./cmd/mmiotrace)
+gcc -O2 -o "$out/loop" "$root/bench/record/loop.c"
+shm=/dev/shm/mmiotrace-bench-$$
+
+# median of R runs of a command printing "<mode> <ns>"
+median() {
+	for _ in $(seq "$R"); do "$@" 2>/dev/null | awk '{print $2}'; done | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+untraced=$(median "$out/loop" loop 10000000 "$shm")
+kernel=$(median "$out/loop" kernel "$N" "$shm")
+rt_pinned=$(median taskset -c 0 "$out/loop" ptrace "$N")
+rt_free=$(median "$out/loop" ptrace "$N")
+rec_pinned=$(median "$out/mmiotrace" record -q --map "$shm" -o /dev/null -- "$out/loop" loop "$N" "$shm")
+rec_free=$(median "$out/mmiotrace" record -q --no-pin --map "$shm" -o /dev/null -- "$out/loop" loop "$N" "$shm")
+rec_log=$(median "$out/mmiotrace" record -q --map "$shm" -o "$out/log" -- "$out/loop" loop "$N" "$shm")
+
+us() { awk -v n="$1" 'BEGIN {printf "%.2f", n/1000}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+
+echo "$(uname -sr), $(nproc) CPUs, $(go version | awk '{print $3}'); N=$N accesses, median of $R runs"
+echo
+echo "| what | µs per access | ratio |"
+echo "| --- | ---: | --- |"
+echo "| untraced loop | $(awk -v n="$untraced" 'BEGIN {printf "%.4f", n/1000}') | |"
+echo "| kernel's method in-process (fault, mprotect, TF step, mprotect) | $(us "$kernel") | $(ratio "$kernel" "$rec_pinned")x mmiotrace |"
+echo "| raw ptrace stop/resume round trip, one CPU | $(us "$rt_pinned") | |"
+echo "| raw ptrace stop/resume round trip, unpinned | $(us "$rt_free") | |"
+echo "| **mmiotrace record** (default: one CPU), log to /dev/null | **$(us "$rec_pinned")** | $(ratio "$rec_pinned" "$rt_pinned")x the one-CPU round trip |"
+echo "| mmiotrace record, log to a file | $(us "$rec_log") | |"
+echo "| mmiotrace record --no-pin | $(us "$rec_free") | $(ratio "$rec_free" "$rt_free")x the unpinned round trip |"
