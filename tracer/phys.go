@@ -66,11 +66,19 @@ func readResources(dir string) ([]resource, error) {
 	}
 	var out []resource
 	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var r resource
-		if _, err := fmt.Sscanf(line, "%x %x %x", &r.start, &r.end, &r.flags); err != nil {
-			return nil, fmt.Errorf("%s/resource: %w", dir, err)
+		f := strings.Fields(line) // "0x<start> 0x<end> 0x<flags>"
+		if len(f) != 3 {
+			return nil, fmt.Errorf("%s/resource: bad line %q", dir, line)
 		}
-		out = append(out, r)
+		var v [3]uint64
+		for i := range v {
+			n, err := strconv.ParseUint(f[i], 0, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s/resource: %w", dir, err)
+			}
+			v[i] = n
+		}
+		out = append(out, resource{v[0], v[1], v[2]})
 	}
 	return out, nil
 }
