@@ -9,6 +9,9 @@
  *                   mprotect per access)
  *   ptrace N        a raw ptrace stop/resume round trip: a child executes
  *                   int3 N times, the parent resumes it each time
+ *   syscalls N [traced]  N getppid() system calls; with "traced", first wait
+ *                   until a tracer has attached (for `record -p`, which
+ *                   stops the program at every system call)
  *
  * Each prints one line: "<mode> <ns per access>".
  */
@@ -80,6 +83,26 @@ int main(int argc, char **argv) {
 		double t1 = now();
 		printf("%s %.1f\n", argv[1], (t1 - t0) / n);
 		return s == 12345678 ? 3 : 0;
+	}
+	if (!strcmp(argv[1], "syscalls")) {
+		if (argc > 3) { /* wait for the tracer */
+			for (;;) {
+				char buf[4096];
+				FILE *f = fopen("/proc/self/status", "r");
+				size_t k = fread(buf, 1, sizeof buf - 1, f);
+				fclose(f);
+				buf[k] = 0;
+				char *tp = strstr(buf, "TracerPid:");
+				if (tp && atoi(tp + 10) != 0) break;
+				usleep(1000);
+			}
+			usleep(100000); /* let the tracer finish attaching */
+		}
+		double t0 = now();
+		for (long i = 0; i < n; i++) getppid();
+		double t1 = now();
+		printf("syscalls %.1f\n", (t1 - t0) / n);
+		return 0;
 	}
 	if (!strcmp(argv[1], "ptrace")) {
 		pid_t c = fork();

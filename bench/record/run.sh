@@ -30,6 +30,19 @@ rec_pinned=$(median "$out/mmiotrace" record -q --map "$shm" -o /dev/null -- "$ou
 rec_free=$(median "$out/mmiotrace" record -q --no-pin --map "$shm" -o /dev/null -- "$out/loop" loop "$N" "$shm")
 rec_log=$(median "$out/mmiotrace" record -q --map "$shm" -o "$out/log" -- "$out/loop" loop "$N" "$shm")
 
+# attach mode: the program stops at every system call
+sys_free=$(median "$out/loop" syscalls 200000)
+attached() {
+	"$out/loop" syscalls "$N" traced > "$out/sys.out" &
+	local pid=$!
+	sleep 0.05
+	"$out/mmiotrace" record -q --map "$shm" -o /dev/null -p "$pid" 2>/dev/null
+	wait "$pid"
+	cat "$out/sys.out"
+}
+sys_att=$(median attached)
+sys_spawn=$(median "$out/mmiotrace" record -q --map "$shm" -o /dev/null -- "$out/loop" syscalls 200000)
+
 us() { awk -v n="$1" 'BEGIN {printf "%.2f", n/1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 
@@ -44,3 +57,9 @@ echo "| raw ptrace stop/resume round trip, unpinned | $(us "$rt_free") | |"
 echo "| **mmiotrace record** (default: one CPU), log to /dev/null | **$(us "$rec_pinned")** | $(ratio "$rec_pinned" "$rt_pinned")x the one-CPU round trip |"
 echo "| mmiotrace record, log to a file | $(us "$rec_log") | |"
 echo "| mmiotrace record --no-pin | $(us "$rec_free") | $(ratio "$rec_free" "$rt_free")x the unpinned round trip |"
+echo
+echo "| system call (getppid) | µs per call |"
+echo "| --- | ---: |"
+echo "| untraced | $(us "$sys_free") |"
+echo "| under \`record -p\` (syscall stops) | $(us "$sys_att") |"
+echo "| under \`record -- CMD\` (seccomp filter: no stop) | $(us "$sys_spawn") |"
