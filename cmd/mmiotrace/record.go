@@ -81,6 +81,7 @@ func runRecord(args []string) int {
 			return exitUsage
 		}
 	}
+	events = splitCommas(events)
 	for _, e := range events {
 		if err := tracer.ValidateGlob(strings.ReplaceAll(e, ":", "/")); err != nil || e == "" {
 			errorf("record: bad tracepoint pattern %q", e)
@@ -214,4 +215,17 @@ func openLog(name string) (io.Writer, func() error, error) {
 		return nil, nil, err
 	}
 	return f, f.Close, nil
+}
+
+// splitCommas accepts -e 'a:*,b:c' as well as repeated -e.
+func splitCommas(l []string) []string {
+	var out []string
+	for _, s := range l {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
