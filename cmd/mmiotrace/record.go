@@ -1,17 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/mmiotrace/mmiotrace/internal/tpcollect"
-	"github.com/mmiotrace/mmiotrace/trace"
 	"github.com/mmiotrace/mmiotrace/tracer"
 )
 
@@ -103,13 +97,12 @@ func runRecord(args []string) int {
 		return exitError
 	}
 
-	log, closeLog, err := openLog(*out)
+	logOut, err := openOutput(*out)
 	if err != nil {
 		errorf("record: %v", err)
 		return exitError
 	}
-	sink := trace.NewTextSink(log)
-	buf := trace.NewBuffer(sink, sink.Flush, 1<<15)
+	buf := logOut.buf
 
 	ui := newStatus(os.Stderr, *quiet)
 	var marks *tracer.MarkServer
@@ -138,15 +131,8 @@ func runRecord(args []string) int {
 		return exitUsage
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go handleSignals(sigs, tr, cancel, *pid == 0)
-
 	ui.start(tr)
-	res, runErr := tr.Run(ctx)
+	res, runErr := runTraced(tr, *pid == 0)
 	ui.stop()
 	if marks != nil {
 		marks.Close()
@@ -156,65 +142,11 @@ func runRecord(args []string) int {
 		tpRes.on = true
 		tpRes.events, tpRes.lost, tpRes.err = tps.finish()
 	}
-	werr := buf.Close()
-	if cerr := closeLog(); werr == nil {
-		werr = cerr
-	}
+	werr := logOut.finish()
 	if tr.PID() != 0 { // nothing to summarise when it never started
 		ui.summary(tr, globs, *out, res, tpRes)
 	}
-	switch {
-	case tpRes.err != nil && runErr == nil:
-		errorf("record: %v", tpRes.err)
-		return exitError
-	case runErr != nil:
-		errorf("record: %v", runErr)
-		return exitError
-	case werr != nil:
-		errorf("record: %v", werr)
-		return exitError
-	case res.Detached:
-		return exitOK
-	}
-	return res.ExitCode
-}
-
-// handleSignals turns SIGINT, SIGTERM and SIGHUP into the end of a session:
-// an attached program is detached at once. A spawned program gets the signal
-// (a terminal's Ctrl-C reaches it directly, so SIGINT is forwarded only when
-// stdin is not a terminal) and the session ends when it exits; a second
-// signal kills it.
-func handleSignals(sigs <-chan os.Signal, tr *tracer.Tracer, cancel func(), spawned bool) {
-	n := 0
-	for s := range sigs {
-		n++
-		if !spawned {
-			cancel()
-			continue
-		}
-		if n > 1 {
-			tr.Kill()
-			continue
-		}
-		if s == syscall.SIGINT && isTerminal(os.Stdin) {
-			continue
-		}
-		if pid := tr.PID(); pid > 0 {
-			syscall.Kill(pid, s.(syscall.Signal))
-		}
-	}
-}
-
-func openLog(name string) (io.Writer, func() error, error) {
-	if name == "-" {
-		w := bufio.NewWriter(os.Stdout)
-		return w, w.Flush, nil
-	}
-	f, err := os.Create(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	return f, f.Close, nil
+	return exitCode("record", res, runErr, werr, tpRes.err)
 }
 
 // splitCommas accepts -e 'a:*,b:c' as well as repeated -e.

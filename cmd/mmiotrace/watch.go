@@ -2,21 +2,17 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/mmiotrace/mmiotrace/hwbp"
 	"github.com/mmiotrace/mmiotrace/symbols"
-	"github.com/mmiotrace/mmiotrace/trace"
 	"github.com/mmiotrace/mmiotrace/tracer"
 )
 
@@ -94,13 +90,12 @@ func runWatch(args []string) int {
 		errorf("watch: find own executable: %v", err)
 		return exitError
 	}
-	log, closeLog, err := openLog(*out)
+	logOut, err := openOutput(*out)
 	if err != nil {
 		errorf("watch: %v", err)
 		return exitError
 	}
-	sink := trace.NewTextSink(log)
-	buf := trace.NewBuffer(sink, sink.Flush, 1<<15)
+	buf := logOut.buf
 	ui := newStatus(os.Stderr, *quiet)
 	tr, err := tracer.New(tracer.Config{
 		Argv: argv, PID: *pid, Self: self, Out: buf,
@@ -116,35 +111,15 @@ func runWatch(args []string) int {
 		errorf("watch: %v", err)
 		return exitUsage
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	go handleSignals(sigs, tr, cancel, *pid == 0)
-
-	result, runErr := tr.Run(ctx)
-	werr := buf.Close()
-	if cerr := closeLog(); werr == nil {
-		werr = cerr
-	}
+	result, runErr := runTraced(tr, *pid == 0)
+	werr := logOut.finish()
 	if !*quiet && tr.PID() != 0 {
 		printWatchStats(os.Stderr, tr.WatchStats())
 	}
 	if n := res.pending(); n > 0 {
 		ui.warn(fmt.Sprintf("%d watch(es) never placed: their library was not mapped", n))
 	}
-	switch {
-	case runErr != nil:
-		errorf("watch: %v", runErr)
-		return exitError
-	case werr != nil:
-		errorf("watch: %v", werr)
-		return exitError
-	case result.Detached:
-		return exitOK
-	}
-	return result.ExitCode
+	return exitCode("watch", result, runErr, werr)
 }
 
 func indexArg(args []string, s string) int {
