@@ -278,6 +278,7 @@ func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
 	rip := th.regs.Rip
 	if req.Kind == hwbp.Exec {
 		st.stats.Execs++
+		t.Counts.Reads.Add(1) // counted with the accesses for the progress line
 		return t.emit(&trace.Record{Kind: trace.KindExec, Time: trace.Now(), MapID: st.id, Phys: rip, PC: rip, TID: int32(th.tid)})
 	}
 	pc, in := t.prevInstruction(rip, req.Addr, uint64(req.Len), &th.regs)
@@ -305,8 +306,10 @@ func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
 	if !write {
 		r.Kind = trace.KindRead
 		st.stats.Reads++
+		t.Counts.Reads.Add(1)
 	} else {
 		st.stats.Writes++
+		t.Counts.Writes.Add(1)
 	}
 	return t.emit(&r)
 }
@@ -379,8 +382,10 @@ func (t *Tracer) logWatch(st *watchState, h *kmmio.Hit) {
 	if h.Write {
 		r.Kind = trace.KindWrite
 		st.stats.Writes++
+		t.Counts.Writes.Add(1)
 	} else {
 		st.stats.Reads++
+		t.Counts.Reads.Add(1)
 	}
 	if err := t.emit(&r); err != nil && t.err == nil {
 		t.err = err

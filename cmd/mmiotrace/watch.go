@@ -111,7 +111,9 @@ func runWatch(args []string) int {
 		errorf("watch: %v", err)
 		return exitUsage
 	}
+	ui.start(tr)
 	result, runErr := runTraced(tr, *pid == 0)
+	ui.stop()
 	werr := logOut.finish()
 	if !*quiet && tr.PID() != 0 {
 		printWatchStats(os.Stderr, tr.WatchStats())
