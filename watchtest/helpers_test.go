@@ -262,3 +262,5 @@ func buildFix(t *testing.T, flags ...string) string {
 	t.Helper()
 	return testenv.BuildC(t, "testdata/fix.c", append([]string{"-pthread", "-ldl"}, flags...)...)
 }
+
+func hex(v uint64) string { return fmt.Sprintf("%#x", v) }
