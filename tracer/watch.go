@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"golang.org/x/arch/x86/x86asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/mmiotrace/mmiotrace/hwbp"
@@ -67,6 +68,10 @@ type watchSet struct {
 type prevInsn struct {
 	pc uint64
 	in *x86.Inst
+	// fixed: the access was at addr (a load that overwrote its own
+	// address register, so its operand cannot be recomputed).
+	fixed bool
+	addr  uint64
 }
 
 // WatchStats returns the watches and their hits, in the order placed.
@@ -281,7 +286,8 @@ func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
 		t.Counts.Reads.Add(1) // counted with the accesses for the progress line
 		return t.emit(&trace.Record{Kind: trace.KindExec, Time: trace.Now(), MapID: st.id, Phys: rip, PC: rip, TID: int32(th.tid)})
 	}
-	pc, in := t.prevInstruction(rip, req.Addr, uint64(req.Len), &th.regs)
+	p := t.prevInstruction(rip, req.Addr, uint64(req.Len), &th.regs)
+	pc, in := p.pc, p.in
 	r := trace.Record{Kind: trace.KindWrite, Time: trace.Now(), MapID: st.id, TID: int32(th.tid), PC: pc}
 	addr, size := req.Addr, req.Len
 	write := true
@@ -289,6 +295,9 @@ func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
 		at := th.regs
 		at.Rip = pc
 		a, n, rd, wr, ok := in.MemOperand(&at)
+		if p.fixed {
+			a = p.addr
+		}
 		if ok && n > 0 && n <= x86MaxAccess && a < req.Addr+uint64(req.Len) && req.Addr < a+uint64(n) {
 			addr, size, write = a, n, wr
 			if st.Mode.ReadOnly && wr && !rd {
@@ -316,15 +325,15 @@ func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
 
 // prevInstruction finds the instruction that ends at rip and accesses
 // [addr, addr+n), caching the answer by rip.
-func (t *Tracer) prevInstruction(rip, addr, n uint64, regs *unix.PtraceRegs) (uint64, *x86.Inst) {
+func (t *Tracer) prevInstruction(rip, addr, n uint64, regs *unix.PtraceRegs) prevInsn {
 	if p, ok := t.watch.prev[rip]; ok {
-		return p.pc, p.in
+		return p
 	}
 	var code [30]byte
 	start := rip - 15
 	got := t.mem.ReadPartial(code[:15], start)
 	if got < 15 {
-		return rip, nil // the previous page is not readable
+		return prevInsn{pc: rip} // the previous page is not readable
 	}
 	best := prevInsn{pc: rip}
 	at := *regs
@@ -346,8 +355,111 @@ func (t *Tracer) prevInstruction(rip, addr, n uint64, regs *unix.PtraceRegs) (ui
 			best = prevInsn{pc: rip - uint64(l), in: in}
 		}
 	}
+	if best.in == nil || !touches(best.in, best.pc, regs, addr, n) {
+		// A load into its own base or index register (mov (%rax),%eax,
+		// common after a GOT load in PIC code) leaves registers from which
+		// no candidate's operand reaches the piece. Such a load is
+		// recognised by its destination holding the loaded bytes. It is
+		// not cached: the registers decide, not the address.
+		if c, ok := t.selfClobberingLoad(code[:15], rip, addr, n, regs); ok {
+			return c
+		}
+	}
 	t.watch.prev[rip] = best
-	return best.pc, best.in
+	return best
+}
+
+// touches reports whether in, at pc, accesses [addr, addr+n) with regs.
+func touches(in *x86.Inst, pc uint64, regs *unix.PtraceRegs, addr, n uint64) bool {
+	at := *regs
+	at.Rip = pc
+	a, sz, _, _, ok := in.MemOperand(&at)
+	return ok && a < addr+n && addr < a+uint64(sz)
+}
+
+// selfClobberingLoad looks, among the instructions that end at rip, for a
+// register load (mov, movzx, movsx) whose destination is also its base or
+// index register and whose destination's low bytes equal memory at an
+// address whose access overlaps [addr, addr+n). It returns the candidate
+// with the register state rewritten so that MemOperand yields that address.
+func (t *Tracer) selfClobberingLoad(code []byte, rip, addr, n uint64, regs *unix.PtraceRegs) (prevInsn, bool) {
+	for l := len(code); l >= 1; l-- {
+		in, err := x86.Decode(code[len(code)-l:])
+		if err != nil || in.Len != l {
+			continue
+		}
+		switch in.Op.Op {
+		case x86asm.MOV, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD:
+		default:
+			continue
+		}
+		dst, ok := in.Op.Args[0].(x86asm.Reg)
+		if !ok {
+			continue
+		}
+		mem, ok := in.Op.Args[1].(x86asm.Mem)
+		if !ok || mem.Segment != 0 {
+			continue
+		}
+		d := gpr(dst)
+		if d < 0 || d != gpr(mem.Base) && d != gpr(mem.Index) {
+			continue
+		}
+		_, sz, rd, _, ok := in.MemOperand(&unix.PtraceRegs{})
+		if !ok || !rd || sz < 1 || sz > 8 {
+			continue
+		}
+		v := regByIndex(regs, d)
+		var buf [8]byte
+		// Try accesses that overlap the piece, aligned ones first.
+		for _, aligned := range []bool{true, false} {
+			for a := addr + n - 1; a+uint64(sz) > addr; a-- {
+				if aligned != (a%uint64(sz) == 0) {
+					continue
+				}
+				if t.mem.ReadAt(buf[:sz], a) != nil {
+					continue
+				}
+				match := true
+				for i := 0; i < sz; i++ {
+					if buf[i] != byte(v>>(8*i)) {
+						match = false
+						break
+					}
+				}
+				if match {
+					return prevInsn{pc: rip - uint64(l), in: in, addr: a, fixed: true}, true
+				}
+				if a == 0 {
+					break
+				}
+			}
+		}
+	}
+	return prevInsn{}, false
+}
+
+// gpr returns the number (0 rax ... 15 r15) of a general register of any
+// width, or -1 (also for AH..BH, which no address uses).
+func gpr(r x86asm.Reg) int {
+	switch {
+	case r >= x86asm.RAX && r <= x86asm.R15:
+		return int(r - x86asm.RAX)
+	case r >= x86asm.EAX && r <= x86asm.R15L:
+		return int(r - x86asm.EAX)
+	case r >= x86asm.AX && r <= x86asm.R15W:
+		return int(r - x86asm.AX)
+	case r >= x86asm.AL && r <= x86asm.BL:
+		return int(r - x86asm.AL)
+	case r >= x86asm.SPB && r <= x86asm.R15B:
+		return int(r-x86asm.SPB) + 4
+	}
+	return -1
+}
+
+func regByIndex(r *unix.PtraceRegs, i int) uint64 {
+	return [16]uint64{r.Rax, r.Rcx, r.Rdx, r.Rbx, r.Rsp, r.Rbp, r.Rsi, r.Rdi,
+		r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15}[i]
 }
 
 // watchedAccess logs an access the tracer performed (emulated, or stepped

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -196,6 +197,11 @@ func (r *resolver) check(exe string) error {
 		}
 		_, addr, n, err := t.Resolve(sp)
 		if err != nil {
+			if errors.Is(err, symbols.ErrNotFound) && !hasSymtab(exe) {
+				// A stripped file still has .dynsym (its imports), so
+				// the table is not empty; say why the name is missing.
+				return fmt.Errorf("%s: %s has no symbol table (stripped?): watch raw addresses instead, 0xADDR/LEN (take them from an unstripped build: mmiotrace symbols FILE)", r.names[i], exe)
+			}
 			return err
 		}
 		if err := placeable(addr, n, sp.Mode); err != nil {
@@ -203,6 +209,17 @@ func (r *resolver) check(exe string) error {
 		}
 	}
 	return nil
+}
+
+// hasSymtab reports whether the ELF file at path has a .symtab section
+// (true when it cannot tell, so no misleading hint is given).
+func hasSymtab(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	return f.Section(".symtab") != nil
 }
 
 func (r *resolver) pending() int { return len(r.specs) - len(r.placed) }

@@ -1,0 +1,154 @@
+package watchtest
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAttachDetach attaches to a running program with five watches (the
+// fifth by page protection), detaches on SIGINT, and checks that the
+// program goes on running untraced, with the watched page's protection
+// restored.
+func TestAttachDetach(t *testing.T) {
+	exe := buildFix(t, "-no-pie")
+	dir := t.TempDir()
+	flog := filepath.Join(dir, "fixture.log")
+	prog := exec.Command(exe, "loop")
+	prog.Env = append(os.Environ(), "WT_LOG="+flog)
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		prog.Process.Kill()
+		prog.Wait()
+	}()
+	waitFor(t, "fixture start", func() bool { return ticks(flog) >= 1 })
+
+	tlog := filepath.Join(dir, "trace.log")
+	cmd := exec.Command(cli(t), "watch", "-o", tlog, "g8", "g16", "g32", "g64", "counter:-w-", "-p", strconv.Itoa(prog.Process.Pid))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var errText strings.Builder
+	placed := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			errText.WriteString(sc.Text() + "\n")
+			if !sent && strings.HasPrefix(sc.Text(), "mmiotrace: watch counter ") {
+				placed <- strings.Contains(sc.Text(), "page protection")
+				sent = true
+			}
+		}
+		io.Copy(io.Discard, stderr)
+		close(placed)
+	}()
+	select {
+	case pp, ok := <-placed:
+		if !ok || !pp {
+			cmd.Wait()
+			t.Fatalf("counter not placed by page protection:\n%s", errText.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("watches not placed within 10 s")
+	}
+	time.Sleep(300 * time.Millisecond) // about 150 increments
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("mmiotrace after SIGINT: %v\n%s", err, errText.String())
+	}
+
+	// The trace holds consecutive stores to counter.
+	b, err := os.ReadFile(tlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := parseWatchLog(t, b)
+	addr, _ := wl.watchRange(t, "counter")
+	var vals []uint64
+	for _, h := range wl.hits {
+		if h.Addr != addr || h.Dir != 'W' || h.Width != 8 || h.TID != prog.Process.Pid {
+			t.Errorf("unexpected hit %v (counter at %#x)", h, addr)
+			continue
+		}
+		vals = append(vals, h.Value)
+	}
+	if len(vals) < 20 {
+		t.Fatalf("%d stores to counter traced in 300 ms, want >= 20", len(vals))
+	}
+	for i := 1; i < len(vals); i++ {
+		if vals[i] != vals[i-1]+1 {
+			t.Fatalf("store %d wrote %#x after %#x: a store was lost or duplicated", i, vals[i], vals[i-1])
+		}
+	}
+
+	// Untraced, still running, page protection gone.
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(prog.Process.Pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(status), "\nTracerPid:\t0\n") {
+		t.Errorf("still traced after detach:\n%s", status)
+	}
+	maps, err := os.ReadFile("/proc/" + strconv.Itoa(prog.Process.Pid) + "/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := addr &^ 0xfff
+	for _, l := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		lo, hi, _ := strings.Cut(f[0], "-")
+		a, _ := strconv.ParseUint(lo, 16, 64)
+		z, _ := strconv.ParseUint(hi, 16, 64)
+		if page >= a && page < z && f[1] != "rw-p" {
+			t.Errorf("watched page %#x left as %s after detach: %s", page, f[1], l)
+		}
+	}
+	before := ticks(flog)
+	waitFor(t, "fixture to keep running", func() bool { return ticks(flog) >= before+2 })
+	if err := prog.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("program died after detach: %v", err)
+	}
+}
+
+// ticks returns the last "tick N" count the loop fixture logged.
+func ticks(path string) int {
+	b, _ := os.ReadFile(path)
+	n := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "tick "); ok {
+			n, _ = strconv.Atoi(v)
+		}
+	}
+	return n / 50
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
