@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/trace"
@@ -208,5 +210,96 @@ func TestHelp(t *testing.T) {
 		if !strings.Contains(string(out), "Examples:") {
 			t.Errorf("%s --help has no examples:\n%s", c, out)
 		}
+	}
+}
+
+// TestTraceeKilledMidAccess kills a program while its threads hit a traced
+// page: mmiotrace reports the kill as the program's status and keeps every
+// access made before it.
+func TestTraceeKilledMidAccess(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/dies.c", "-pthread")
+	log := filepath.Join(t.TempDir(), "dies.log")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-dies-%d", os.Getpid())
+	cmd := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm)
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 128+9 {
+		t.Fatalf("mmiotrace exited %d, want %d (killed by SIGKILL)\n%s", code, 128+9, out)
+	}
+	if len(out) != 0 {
+		t.Errorf("unexpected output (an error?): %s", out)
+	}
+	var next uint64
+	for _, r := range readLog(t, log) {
+		if r.Kind == trace.KindWrite && r.Phys == 0 {
+			if r.Uint64() != next {
+				t.Fatalf("store %d to reg 0 has value %d", next, r.Uint64())
+			}
+			next++
+		}
+	}
+	if next != 200 {
+		t.Errorf("%d stores to reg 0 in the log, want all 200 made before the kill", next)
+	}
+}
+
+// TestTracepointsListAndAttach lists a running program's tracepoints, then
+// attaches to it with record -e -p and detaches with SIGINT.
+func TestTracepointsListAndAttach(t *testing.T) {
+	bin := mmiotraceBin(t)
+	demo := testenv.BuildGo(t, "../../examples/tracepoint")
+	prog := exec.Command(demo, "-d", "20s", "-i", "1ms", "-q", "1")
+	prog.Env = append(os.Environ(), "MMIOTRACE_TRACEPOINTS=1")
+	var progErr bytes.Buffer
+	prog.Stderr = &progErr
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Process.Kill()
+	pid := fmt.Sprint(prog.Process.Pid)
+	var list []byte
+	for i := 0; i < 200; i++ { // until the socket is up
+		var err error
+		if list, err = exec.Command(bin, "tp", "list", "-p", pid).CombinedOutput(); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, want := range []string{"demo:doorbell", "demo:irq", "demo:complete", "tail:"} {
+		if !strings.Contains(string(list), want) {
+			t.Errorf("tp list lacks %q:\n%s", want, list)
+		}
+	}
+	log := filepath.Join(t.TempDir(), "attach.log")
+	rec := exec.Command(bin, "record", "-q", "-e", "demo:irq", "-o", log, "-p", pid)
+	var recOut bytes.Buffer
+	rec.Stdout, rec.Stderr = &recOut, &recOut
+	if err := rec.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	rec.Process.Signal(os.Interrupt)
+	if err := rec.Wait(); err != nil {
+		t.Fatalf("record -p: %v\n%s", err, recOut.String())
+	}
+	n := 0
+	for _, r := range readLog(t, log) {
+		if r.Kind == trace.KindEvent {
+			if r.Text != "demo:irq" {
+				t.Errorf("collected %s, asked for demo:irq only", r.Text)
+			}
+			n++
+		}
+	}
+	if n < 10 {
+		t.Errorf("%d demo:irq events in half a second at one per ms", n)
+	}
+	// Detached: the program still runs, untraced.
+	if err := prog.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Errorf("program gone after detach: %v", err)
+	}
+	status, _ := os.ReadFile("/proc/" + pid + "/status")
+	if !strings.Contains(string(status), "TracerPid:\t0\n") {
+		t.Errorf("program still traced after detach:\n%s", status)
 	}
 }
