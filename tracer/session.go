@@ -191,6 +191,9 @@ func (t *Tracer) PID() int { return int(t.pidSeen.Load()) }
 // On a tracer error the session ends the same way and Run returns the error,
 // with every record made until then already passed to Out.
 func (t *Tracer) Run(ctx context.Context) (Result, error) {
+	if t.passive() {
+		return t.runPassive(ctx)
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 

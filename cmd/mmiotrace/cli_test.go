@@ -248,7 +248,7 @@ func TestTraceeKilledMidAccess(t *testing.T) {
 func TestTracepointsListAndAttach(t *testing.T) {
 	bin := mmiotraceBin(t)
 	demo := testenv.BuildGo(t, "../../examples/tracepoint")
-	prog := exec.Command(demo, "-d", "20s", "-i", "1ms", "-q", "1")
+	prog := exec.Command(demo, "-n", "0", "-d", "20s", "-i", "1ms", "-q", "1")
 	prog.Env = append(os.Environ(), "MMIOTRACE_TRACEPOINTS=1")
 	var progErr bytes.Buffer
 	prog.Stderr = &progErr
