@@ -249,7 +249,8 @@ func (t *Tracer) openImage(th *thread) error {
 	}
 	clear(t.icache)
 	t.injTID = th.tid
-	if err := t.syncMaps(0, ^uint64(0), th.regs.Rip, th.tid); err != nil {
+	// Mappings that exist already have no mapping call to point at: pc 0.
+	if err := t.syncMaps(0, ^uint64(0), 0, th.tid); err != nil {
 		return err
 	}
 	return t.placeWatches(th)
