@@ -20,6 +20,19 @@
 // release of its pages is deferred until the hit in flight ends (EndHit),
 // because the caller may still be using the page's state, as the kernel
 // defers freeing fault pages to an RCU grace period.
+//
+// Recursive and secondary hits, which the kernel's kmmio must reason about
+// because its handlers run on the faulting CPU, are defined here as follows.
+// Handlers run in the tracer, not in the traced thread, so they can never
+// fault on an armed page themselves: there is no recursive hit. An
+// instruction that touches a second armed page (an access straddling two
+// pages, or the two operands of a string move) is one hit: when the caller
+// emulates it, both accesses are performed by the tracer and reported, one
+// Hit each; when it single-steps it, the step faults on the second page,
+// which the caller disarms too (Disarm) before stepping again, so the
+// instruction still executes once. A fault by another thread while a page
+// is disarmed for a step cannot happen: the caller stops the other threads
+// first.
 package kmmio
 
 import (
