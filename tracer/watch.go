@@ -224,43 +224,49 @@ func (t *Tracer) newThreadWatches(th *thread) error {
 	return ignoreGone(hwbp.Program(th.tid, &t.watch.slots))
 }
 
-// trap handles a SIGTRAP stop: a debug-register hit when DR6 says so, else
-// the program's own SIGTRAP.
+// trap handles a SIGTRAP stop: a debug-register hit when the instruction
+// explains it, else the program's own SIGTRAP (an int3, say), delivered.
+//
+// DR6 is not read: the registers say which watch was hit, and it saves two
+// ptrace requests per hit (reading DR6, and clearing it, which the kernel
+// does anyway at each debug exception for ptrace's view of it). An execute
+// watch stops before its instruction, with RIP on the watched address. A
+// data watch stops after the access; the accessing instruction, found by
+// decoding backwards from RIP, must touch the watched piece.
 func (t *Tracer) trap(th *thread) error {
 	if t.watch == nil || t.watch.slots.Len() == 0 {
 		return t.resume(th, int(unix.SIGTRAP))
 	}
-	dr6, err := hwbp.ReadDR6(th.tid)
-	if err != nil {
-		return ignoreGone(err)
-	}
-	if dr6.Hits() == 0 {
-		return t.resume(th, int(unix.SIGTRAP))
-	}
-	if err := hwbp.ResetDR6(th.tid); err != nil {
-		return ignoreGone(err)
-	}
 	if err := ptrace.GetRegs(th.tid, &th.regs); err != nil {
 		return ignoreGone(err)
 	}
-	for i := 0; i < hwbp.NumSlots; i++ {
-		if !dr6.Hit(i) {
-			continue
+	rip := th.regs.Rip
+	for pass := 0; pass < 2; pass++ {
+		for i := 0; i < hwbp.NumSlots; i++ {
+			req, ok := t.watch.slots.Slot(i)
+			if !ok || (req.Kind == hwbp.Exec) != (pass == 0) {
+				continue
+			}
+			if pass == 0 && req.Addr != rip {
+				continue
+			}
+			if pass == 1 {
+				p := t.prevInstruction(rip, req.Addr, uint64(req.Len), &th.regs)
+				if p.in == nil || !p.fixed && !touches(p.in, p.pc, &th.regs, req.Addr, uint64(req.Len)) {
+					continue
+				}
+			}
+			st := t.watchByID(uint32(req.Cookie >> 8))
+			if st == nil {
+				continue
+			}
+			if err := t.logTrap(th, st, req); err != nil {
+				return err
+			}
+			return t.resume(th, 0) // one instruction, one record, even over two pieces
 		}
-		req, ok := t.watch.slots.Slot(i)
-		if !ok {
-			continue
-		}
-		st := t.watchByID(uint32(req.Cookie >> 8))
-		if st == nil {
-			continue
-		}
-		if err := t.logTrap(th, st, req); err != nil {
-			return err
-		}
-		break // one instruction, one record, even if it hit two pieces
 	}
-	return t.resume(th, 0)
+	return t.resume(th, int(unix.SIGTRAP))
 }
 
 func (t *Tracer) watchByID(id uint32) *watchState {
@@ -365,7 +371,11 @@ func (t *Tracer) prevInstruction(rip, addr, n uint64, regs *unix.PtraceRegs) pre
 			return c
 		}
 	}
-	t.watch.prev[rip] = best
+	if best.in != nil && touches(best.in, best.pc, regs, addr, n) {
+		// Only a confirmed answer is cached: another watch's piece may be
+		// what the instruction at this RIP touches.
+		t.watch.prev[rip] = best
+	}
 	return best
 }
 
