@@ -303,3 +303,45 @@ func TestTracepointsListAndAttach(t *testing.T) {
 		t.Errorf("program still traced after detach:\n%s", status)
 	}
 }
+
+// TestRecordGoProgram traces a Go program whose goroutines store and
+// atomically add to a shared mapping: every store of each goroutine is in
+// the log in its order, and the counter's atomic adds read and write every
+// value exactly once.
+func TestRecordGoProgram(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildGo(t, "testdata/godev")
+	log := filepath.Join(t.TempDir(), "go.log")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-godev-%d", os.Getpid())
+	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "counter 2400") {
+		t.Fatalf("record: %v\n%s", err, out)
+	}
+	next := make(map[uint64]uint64) // per register: the next value expected
+	adds := make(map[uint64]bool)   // counter values written
+	for _, r := range readLog(t, log) {
+		switch {
+		case r.Kind == trace.KindWrite && r.Phys < 64:
+			g := r.Phys / 8
+			if want := g<<16 | next[g]; r.Uint64() != want || r.Width != 4 {
+				t.Fatalf("register %d: store %#x (width %d), want %#x", g, r.Uint64(), r.Width, want)
+			}
+			next[g]++
+		case r.Kind == trace.KindWrite && r.Phys == 1024:
+			if adds[r.Uint64()] {
+				t.Fatalf("counter value %d written twice", r.Uint64())
+			}
+			adds[r.Uint64()] = true
+		}
+	}
+	for g := uint64(0); g < 8; g++ {
+		if next[g] != 300 {
+			t.Errorf("register %d: %d stores in the log, want 300", g, next[g])
+		}
+	}
+	for v := uint64(1); v <= 2400; v++ {
+		if !adds[v] {
+			t.Fatalf("counter value %d never written (%d values seen)", v, len(adds))
+		}
+	}
+}
