@@ -345,3 +345,44 @@ func TestRecordGoProgram(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachWithoutPermission attaches, as an unprivileged user, to a
+// process of root's: one line saying what is needed, exit 1.
+func TestAttachWithoutPermission(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.Skip(t, "needs root to run mmiotrace as another user")
+	}
+	bin := mmiotraceBin(t)
+	dir, err := os.MkdirTemp("", "mmiotrace-perm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "mmiotrace")
+	if err := os.WriteFile(exe, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	victim := exec.Command("sleep", "10")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Process.Kill()
+	cmd := exec.Command(exe, "record", "-o", "-", "-p", fmt.Sprint(victim.Process.Pid))
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Run()
+	msg := strings.TrimSpace(stderr.String())
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("exit %d, want 1 (%s)", code, msg)
+	}
+	if !strings.Contains(msg, "CAP_SYS_PTRACE") || !strings.Contains(msg, "ptrace_scope") || strings.Contains(msg, "\n") {
+		t.Errorf("stderr %q: want one line naming CAP_SYS_PTRACE and ptrace_scope", msg)
+	}
+}
