@@ -130,6 +130,11 @@ func (t *Tracer) handle(s stop) error {
 		return t.resume(t.threads[t.pid], 0)
 	case ev == unix.PTRACE_EVENT_SECCOMP:
 		return t.syscallStop(th)
+	case ev == unix.PTRACE_EVENT_EXIT:
+		// The thread is exiting; its memory is still there: collect the
+		// perf samples that need it.
+		t.perfDrainNow()
+		return t.resume(th, 0)
 	case ev == unix.PTRACE_EVENT_STOP:
 		switch sig {
 		case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
@@ -196,6 +201,7 @@ func (t *Tracer) exited(tid int, ws unix.WaitStatus) {
 		return // a thread that exec discarded, reported late
 	}
 	delete(t.threads, tid)
+	t.perfThreadGone(tid)
 	if tid != t.pid {
 		return
 	}

@@ -47,6 +47,10 @@ type Config struct {
 	// Watches, if set, makes this a `watch` session: it resolves the
 	// watchpoints to place (see WatchResolver).
 	Watches WatchResolver
+	// PerfWatch serves debug-register watches with perf_event_open
+	// breakpoints, which do not stop the program, instead of ptrace's
+	// debug registers (see perfwatch.go for what that costs in exactness).
+	PerfWatch bool
 	// Info, if set, receives informational lines (where each watch went).
 	Info func(string)
 	// Warn, if set, receives warnings (a glob that matches nothing yet).
@@ -115,6 +119,8 @@ type Tracer struct {
 	// born while pinned.
 	leaderMask unix.CPUSet
 	watch      *watchSet
+	perf       *perfSet // the perf backend of watches, when in use
+	perfLost   atomic.Uint64
 
 	pidSeen  atomic.Int64 // the pid, for other goroutines
 	foreign  map[int]bool // fork children: kept running, not traced
@@ -167,6 +173,10 @@ func New(cfg Config) (*Tracer, error) {
 	}
 	return t, nil
 }
+
+// PerfLost returns how many perf samples of watch hits the kernel dropped
+// (the ring was full); 0 with the ptrace backend, which cannot lose any.
+func (t *Tracer) PerfLost() uint64 { return t.perfLost.Load() }
 
 // Stats returns the per-mapping counts, in map id order.
 func (t *Tracer) Stats() []MapStats {
@@ -223,6 +233,9 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 	defer stopWatch()
 
 	err := t.loop()
+	if perr := t.stopPerf(); err == nil {
+		err = perr
+	}
 	if err != nil && !t.over() {
 		// A tracer error: leave nothing behind in a live program.
 		if derr := t.abandon(); derr != nil {

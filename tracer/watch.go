@@ -3,6 +3,7 @@ package tracer
 import (
 	"fmt"
 	"sort"
+	"sync/atomic"
 
 	"golang.org/x/arch/x86/x86asm"
 	"golang.org/x/sys/unix"
@@ -202,8 +203,20 @@ func (t *Tracer) programAll() error {
 		}
 	}
 	var first error
+	if t.cfg.PerfWatch && t.perf == nil {
+		first = t.startPerf()
+	}
 	for _, th := range t.threads {
-		if err := hwbp.Program(th.tid, &t.watch.slots); err != nil && ignoreGone(err) != nil && first == nil {
+		if first != nil {
+			break
+		}
+		var err error
+		if t.perf != nil {
+			err = t.perfOpenThread(th)
+		} else {
+			err = hwbp.Program(th.tid, &t.watch.slots)
+		}
+		if ignoreGone(err) != nil {
 			first = fmt.Errorf("set debug registers of thread %d: %w", th.tid, err)
 		}
 	}
@@ -221,6 +234,9 @@ func (t *Tracer) newThreadWatches(th *thread) error {
 	if t.watch == nil || t.watch.slots.Len() == 0 {
 		return nil
 	}
+	if t.perf != nil {
+		return t.perfOpenThread(th)
+	}
 	return ignoreGone(hwbp.Program(th.tid, &t.watch.slots))
 }
 
@@ -234,7 +250,7 @@ func (t *Tracer) newThreadWatches(th *thread) error {
 // data watch stops after the access; the accessing instruction, found by
 // decoding backwards from RIP, must touch the watched piece.
 func (t *Tracer) trap(th *thread) error {
-	if t.watch == nil || t.watch.slots.Len() == 0 {
+	if t.watch == nil || t.watch.slots.Len() == 0 || t.cfg.PerfWatch {
 		return t.resume(th, int(unix.SIGTRAP))
 	}
 	if err := ptrace.GetRegs(th.tid, &th.regs); err != nil {
@@ -288,7 +304,7 @@ func (t *Tracer) watchByID(id uint32) *watchState {
 func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
 	rip := th.regs.Rip
 	if req.Kind == hwbp.Exec {
-		st.stats.Execs++
+		atomic.AddUint64(&st.stats.Execs, 1)
 		t.Counts.Reads.Add(1) // counted with the accesses for the progress line
 		return t.emit(&trace.Record{Kind: trace.KindExec, Time: trace.Now(), MapID: st.id, Phys: rip, PC: rip, TID: int32(th.tid)})
 	}
@@ -320,10 +336,10 @@ func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
 	r.Width, r.Phys = uint8(size), addr
 	if !write {
 		r.Kind = trace.KindRead
-		st.stats.Reads++
+		atomic.AddUint64(&st.stats.Reads, 1)
 		t.Counts.Reads.Add(1)
 	} else {
-		st.stats.Writes++
+		atomic.AddUint64(&st.stats.Writes, 1)
 		t.Counts.Writes.Add(1)
 	}
 	return t.emit(&r)
@@ -503,10 +519,10 @@ func (t *Tracer) logWatch(st *watchState, h *kmmio.Hit) {
 	copy(r.Value[:], h.Value)
 	if h.Write {
 		r.Kind = trace.KindWrite
-		st.stats.Writes++
+		atomic.AddUint64(&st.stats.Writes, 1)
 		t.Counts.Writes.Add(1)
 	} else {
-		st.stats.Reads++
+		atomic.AddUint64(&st.stats.Reads, 1)
 		t.Counts.Reads.Add(1)
 	}
 	if err := t.emit(&r); err != nil && t.err == nil {
@@ -519,6 +535,9 @@ func (t *Tracer) logWatch(st *watchState, h *kmmio.Hit) {
 func (t *Tracer) clearWatches() error {
 	if t.watch == nil || t.watch.slots.Len() == 0 {
 		return nil
+	}
+	if t.perf != nil {
+		return t.stopPerf()
 	}
 	var first error
 	for _, th := range t.threads {
@@ -552,6 +571,9 @@ func (t *Tracer) dropWatches(pc uint64, tid int) error {
 	ws := t.watch
 	if ws == nil {
 		return nil
+	}
+	if err := t.stopPerf(); err != nil {
+		return err
 	}
 	now := trace.Now()
 	for _, w := range ws.list {

@@ -56,6 +56,7 @@ for pin in no yes; do
 	row untraced $pin $N "$T/fix" bench
 	row "perf stat -e mem:$ADDR:w" $pin $N perf stat -e "mem:$ADDR:w" -x, -o /dev/null "$T/fix" bench
 	row "mmiotrace watch counter:-w-" $pin $N "$T/mmiotrace" watch -q -o "$T/w.log" counter:-w- -- "$T/fix" bench
+	row "mmiotrace watch --backend perf counter:-w-" $pin $N "$T/mmiotrace" watch -q --backend perf -o "$T/f.log" counter:-w- -- "$T/fix" bench
 	row "mmiotrace watch, page protection" $pin $N "$T/mmiotrace" watch -q -o "$T/p.log" g8 g16 g32 g64 counter:-w- -- "$T/fix" bench
 	row "gdb watch (silent; continue)" $pin $GN gdb -batch -nx -x "$GDBCMDS" --args "$T/fix" bench
 done
@@ -65,11 +66,13 @@ done
 # (The last run of each is the 0-hit one, so rerun once with N.)
 "$T/mmiotrace" watch -q -o "$T/w.log" counter:-w- -- "$T/fix" bench "$N"
 "$T/mmiotrace" watch -q -o "$T/p.log" g8 g16 g32 g64 counter:-w- -- "$T/fix" bench "$N"
+"$T/mmiotrace" watch -q --backend perf -o "$T/f.log" counter:-w- -- "$T/fix" bench "$N"
+fhits=$(grep -c '^W 8 ' "$T/f.log" || true)
 hits=$(grep -c '^W 8 ' "$T/w.log" || true)
 last=$(grep '^W 8 ' "$T/w.log" | tail -1 | awk '{print $6}')
 phits=$(grep -c '^W 8 ' "$T/p.log" || true)
 
-awk -F'|' -v n="$N" -v hits="$hits" -v last="$last" -v phits="$phits" '
+awk -F'|' -v n="$N" -v hits="$hits" -v last="$last" -v phits="$phits" -v fhits="$fhits" '
 { name[NR] = $1; pin[NR] = $2; cnt[NR] = $3; t[NR] = $4; z[NR] = $5 }
 END {
   printf "| tool | pinned to CPU 0 | hits | wall ms (N hits) | wall ms (0 hits) | µs per hit |\n|---|---|---|---|---|---|\n"
@@ -83,11 +86,12 @@ END {
     for (i = 1; i <= NR; i++) {
       if (pin[i] != pn) continue
       if (name[i] ~ /^perf/) f = per[name[i], pn]
-      if (name[i] ~ /counter:-w-$/) w = per[name[i], pn]
+      if (name[i] ~ /watch counter:-w-$/) w = per[name[i], pn]
+      if (name[i] ~ /backend perf/) pf = per[name[i], pn]
       if (name[i] ~ /page protection/) pp = per[name[i], pn]
       if (name[i] ~ /^gdb/) g = per[name[i], pn]
     }
-    printf "\npinned=%s: watch/perf floor %.2fx, gdb/watch %.1fx, page protection/watch %.2fx\n", pn, w / f, g / w, pp / w
+    printf "\npinned=%s: watch/perf floor %.2fx, watch --backend perf/perf floor %.2fx, gdb/watch %.1fx, gdb/watch --backend perf %.1fx, page protection/watch %.2fx\n", pn, w / f, pf / f, g / w, g / pf, pp / w
   }
-  printf "\nwatch log: %d W records (want %d), last value %s; page-protection log: %d W records\n", hits, n, last, phits
+  printf "\nwatch log: %d W records (want %d), last value %s; perf backend log: %d W records; page-protection log: %d W records\n", hits, n, last, fhits, phits
 }' "$T/rows"

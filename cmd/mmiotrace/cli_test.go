@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -384,5 +385,76 @@ func TestAttachWithoutPermission(t *testing.T) {
 	}
 	if !strings.Contains(msg, "CAP_SYS_PTRACE") || !strings.Contains(msg, "ptrace_scope") || strings.Contains(msg, "\n") {
 		t.Errorf("stderr %q: want one line naming CAP_SYS_PTRACE and ptrace_scope", msg)
+	}
+}
+
+// TestWatchBackendsAgree watches the same program with the ptrace and the
+// perf backends: for plain loads and stores both must log the same hits,
+// with the same values, widths, addresses, PCs and thread order.
+func TestWatchBackendsAgree(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/watchme.c", "-pthread")
+	type hit struct {
+		kind      trace.Kind
+		width     uint8
+		addr, val uint64
+		pc        uint64
+		time      int64
+	}
+	run := func(backend string) map[int32][]hit {
+		log := filepath.Join(t.TempDir(), backend+".log")
+		out, err := exec.Command(bin, "watch", "-q", "--backend", backend, "counter", "flag8", "wide", "-o", log, "--", prog).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "99 5099 7") {
+			t.Fatalf("watch --backend %s: %v\n%s", backend, err, out)
+		}
+		byThread := map[int32][]hit{}
+		for _, r := range readLog(t, log) {
+			if r.Kind == trace.KindRead || r.Kind == trace.KindWrite {
+				byThread[r.TID] = append(byThread[r.TID], hit{r.Kind, r.Width, r.Phys, r.Uint64(), r.PC, r.Time})
+			}
+		}
+		// perf's rings are drained one watch at a time: order by the time
+		// of the hit.
+		for _, s := range byThread {
+			sort.SliceStable(s, func(i, j int) bool { return s[i].time < s[j].time })
+		}
+		return byThread
+	}
+	// Thread ids differ between runs: compare the threads' sequences,
+	// sorted by length (the main thread has more hits).
+	seqs := func(m map[int32][]hit) [][]hit {
+		var out [][]hit
+		for _, s := range m {
+			out = append(out, s)
+		}
+		if len(out) == 2 && len(out[0]) < len(out[1]) {
+			out[0], out[1] = out[1], out[0]
+		}
+		return out
+	}
+	pt, pf := seqs(run("ptrace")), seqs(run("perf"))
+	if len(pt) != 2 || len(pf) != 2 {
+		t.Fatalf("threads with hits: ptrace %d, perf %d; want 2", len(pt), len(pf))
+	}
+	// 100 stores, a load, a store to flag8, 20 stores to wide, and printf's
+	// loads of counter and flag8.
+	if n := len(pt[0]); n != 100+1+1+20+2 {
+		t.Errorf("main thread: %d hits with ptrace, want 124", n)
+	}
+	if n := len(pt[1]); n != 100 {
+		t.Errorf("second thread: %d hits with ptrace, want 100 (50 loads, 50 stores)", n)
+	}
+	for i := range pt {
+		a, b := pt[i], pf[i]
+		if len(a) != len(b) {
+			t.Fatalf("thread %d: %d hits with ptrace, %d with perf", i, len(a), len(b))
+		}
+		for j := range a {
+			// PCs differ between runs only by the load address (PIE).
+			if a[j].kind != b[j].kind || a[j].width != b[j].width || a[j].val != b[j].val ||
+				a[j].addr-a[0].addr != b[j].addr-b[0].addr || a[j].pc-a[0].pc != b[j].pc-b[0].pc {
+				t.Fatalf("thread %d hit %d: ptrace %+v, perf %+v", i, j, a[j], b[j])
+			}
+		}
 	}
 }

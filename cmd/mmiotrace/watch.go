@@ -47,9 +47,14 @@ func runWatch(args []string) int {
 	out := fs.String("o", "mmiotrace.log", `log file ("-" for stdout)`)
 	pid := fs.Int("p", 0, "attach to the running process `PID`")
 	quiet := fs.Bool("q", false, "no progress line or summary")
+	backend := fs.String("backend", "ptrace", "debug registers through `ptrace` (each hit stops the thread; exact values) or perf (perf_event_open breakpoints; no stop; values from registers where the instruction allows, else read later)")
 	specArgs, argv, code, ok := parseInterleaved(fs, args)
 	if !ok {
 		return code
+	}
+	if *backend != "ptrace" && *backend != "perf" {
+		errorf("watch: --backend is ptrace or perf, not %q", *backend)
+		return exitUsage
 	}
 	if len(specArgs) == 0 {
 		errorf("watch: no SPEC to watch (see 'mmiotrace help watch')")
@@ -100,7 +105,8 @@ func runWatch(args []string) int {
 	ui := newStatus(os.Stderr, *quiet)
 	tr, err := tracer.New(tracer.Config{
 		Argv: argv, PID: *pid, Self: self, Out: buf,
-		Watches: res.resolve,
+		Watches:   res.resolve,
+		PerfWatch: *backend == "perf",
 		Info: func(s string) {
 			if !*quiet {
 				ui.note(s)
@@ -118,6 +124,9 @@ func runWatch(args []string) int {
 	werr := logOut.finish()
 	if !*quiet && tr.PID() != 0 {
 		printWatchStats(os.Stderr, tr.WatchStats())
+	}
+	if n := tr.PerfLost(); n > 0 {
+		ui.warn(fmt.Sprintf("perf dropped %d hits (its ring was full); the ptrace backend loses none", n))
 	}
 	if n := res.pending(); n > 0 {
 		ui.warn(fmt.Sprintf("%d watch(es) never placed: their library was not mapped", n))
