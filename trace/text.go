@@ -61,105 +61,63 @@ func appendHex(b []byte, v uint64) []byte {
 	return strconv.AppendUint(b, v, 16)
 }
 
+// line builds one text-format line, a space before each field.
+type line struct{ b []byte }
+
+func (l *line) time(ns int64) *line {
+	l.b = appendTime(append(l.b, ' '), ns)
+	return l
+}
+
+func (l *line) dec(v int64) *line {
+	l.b = strconv.AppendInt(append(l.b, ' '), v, 10)
+	return l
+}
+
+func (l *line) hex(v uint64) *line {
+	l.b = appendHex(append(l.b, ' '), v)
+	return l
+}
+
+func (l *line) text(s string) *line {
+	l.b = append(append(l.b, ' '), s...)
+	return l
+}
+
 // AppendText appends the text-format line for r, newline included.
 func AppendText(b []byte, r *Record) []byte {
-	sp := func() { b = append(b, ' ') }
-	b = append(b, r.Kind.String()...)
+	l := &line{b: append(b, r.Kind.String()...)}
+	id, tid := int64(r.MapID), int64(r.TID)
 	switch r.Kind {
 	case KindMap:
-		sp()
-		b = appendTime(b, r.Time)
-		sp()
-		b = strconv.AppendUint(b, uint64(r.MapID), 10)
-		sp()
-		b = appendHex(b, r.Phys)
-		sp()
-		b = appendHex(b, r.Virt)
-		sp()
-		b = appendHex(b, r.Len)
-		sp()
-		b = appendHex(b, r.PC)
-		sp()
-		b = strconv.AppendInt(b, int64(r.TID), 10)
+		l.time(r.Time).dec(id).hex(r.Phys).hex(r.Virt).hex(r.Len).hex(r.PC).dec(tid)
 	case KindUnmap:
-		sp()
-		b = appendTime(b, r.Time)
-		sp()
-		b = strconv.AppendUint(b, uint64(r.MapID), 10)
-		sp()
-		b = appendHex(b, r.PC)
-		sp()
-		b = strconv.AppendInt(b, int64(r.TID), 10)
+		l.time(r.Time).dec(id).hex(r.PC).dec(tid)
 	case KindRead, KindWrite:
-		sp()
-		b = strconv.AppendUint(b, uint64(r.Width), 10)
-		sp()
-		b = appendTime(b, r.Time)
-		sp()
-		b = strconv.AppendUint(b, uint64(r.MapID), 10)
-		sp()
-		b = appendHex(b, r.Phys)
-		sp()
-		b = append(b, "0x"...)
+		l.dec(int64(r.Width)).time(r.Time).dec(id).hex(r.Phys)
 		if r.Width <= 8 {
-			b = strconv.AppendUint(b, r.Uint64(), 16)
+			l.hex(r.Uint64())
 		} else {
-			b = append(b, r.ValueHex()...)
+			l.text("0x" + r.ValueHex())
 		}
-		sp()
-		b = appendHex(b, r.PC)
-		sp()
-		b = strconv.AppendInt(b, int64(r.TID), 10)
+		l.hex(r.PC).dec(tid)
 	case KindMark:
-		sp()
-		b = appendTime(b, r.Time)
-		sp()
-		b = append(b, r.Text...)
+		l.time(r.Time).text(r.Text)
 	case KindUnknown:
-		sp()
-		b = appendTime(b, r.Time)
-		sp()
-		b = strconv.AppendUint(b, uint64(r.MapID), 10)
-		sp()
-		b = appendHex(b, r.Phys)
-		b = fmt.Appendf(b, " %02x,%02x,%02x ", r.Value[0], r.Value[1], r.Value[2])
-		b = appendHex(b, r.PC)
-		sp()
-		b = strconv.AppendInt(b, int64(r.TID), 10)
+		l.time(r.Time).dec(id).hex(r.Phys).text(fmt.Sprintf("%02x,%02x,%02x", r.Value[0], r.Value[1], r.Value[2])).hex(r.PC).dec(tid)
 	case KindPCIDev:
-		sp()
-		b = append(b, r.Text...)
+		l.text(r.Text)
 	case KindName:
-		sp()
-		b = strconv.AppendUint(b, uint64(r.MapID), 10)
-		sp()
-		b = append(b, r.Text...)
+		l.dec(id).text(r.Text)
 	case KindExec:
-		sp()
-		b = appendTime(b, r.Time)
-		sp()
-		b = strconv.AppendUint(b, uint64(r.MapID), 10)
-		sp()
-		b = appendHex(b, r.Phys)
-		sp()
-		b = appendHex(b, r.PC)
-		sp()
-		b = strconv.AppendInt(b, int64(r.TID), 10)
+		l.time(r.Time).dec(id).hex(r.Phys).hex(r.PC).dec(tid)
 	case KindEvent:
-		sp()
-		b = appendTime(b, r.Time)
-		sp()
-		b = strconv.AppendInt(b, int64(r.TID), 10)
-		sp()
-		b = append(b, r.Text...)
+		l.time(r.Time).dec(tid).text(r.Text)
 		for _, f := range r.Fields {
-			sp()
-			b = append(b, f.Name...)
-			b = append(b, '=')
-			b = append(b, quoteField(f.Value)...)
+			l.text(f.Name + "=" + quoteField(f.Value))
 		}
 	}
-	return append(b, '\n')
+	return append(l.b, '\n')
 }
 
 // quoteField quotes a tracepoint field value when it would not survive
