@@ -458,3 +458,34 @@ func TestWatchBackendsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownOnDevice checks the UNKNOWN record: a single-stepped
+// instruction on a device mapping is not described from memory, but logged
+// with its first three opcode bytes.
+func TestUnknownOnDevice(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/unknown.c")
+	log := filepath.Join(t.TempDir(), "unknown.log")
+	out, err := exec.Command(bin, "record", "-q", "--map", "/dev/zero", "-o", log, "--", prog).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "bsf 7 load 128") {
+		t.Fatalf("record: %v\n%s", err, out)
+	}
+	var got []string
+	for _, r := range readLog(t, log) {
+		switch r.Kind {
+		case trace.KindWrite, trace.KindRead:
+			got = append(got, fmt.Sprintf("%v %d %#x %#x", r.Kind, r.Width, r.Phys, r.Uint64()))
+		case trace.KindUnknown:
+			got = append(got, fmt.Sprintf("UNKNOWN %#x %02x,%02x,%02x", r.Phys, r.Value[0], r.Value[1], r.Value[2]))
+		}
+	}
+	// bsfq 8(%reg) is REX.W 0f bc: the first three bytes are 48 0f bc (or
+	// 49 with r8-r15 as the base).
+	want := []string{"W 8 0x8 0x80", "UNKNOWN 0x8 48,0f,bc", "R 8 0x8 0x80"}
+	if len(got) == 3 && strings.HasPrefix(got[1], "UNKNOWN 0x8 49,0f,bc") {
+		want[1] = got[1]
+	}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
