@@ -3,13 +3,13 @@
 # against perf's debug-register counter (the floor: one trap per hit,
 # nothing recorded), gdb's watch, the untraced loop and page protection.
 #
-# Usage: bench/watch/run.sh [N [GDB_N]]     (from the repository root)
+# Usage: bench/watch/run.sh [N [GDB_N]]   (from the repository root; defaults 20000 and 500)
 # Prints a markdown table. Each tool runs the loop with N hits and with 0
 # (median of 3 runs each): the difference divided by N is the cost per hit,
 # free of each tool's start-up and exit.
 set -eu
-N=${1:-200000}
-GN=${2:-2000}
+N=${1:-20000}
+GN=${2:-500}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 gcc -O1 -g -no-pie -pthread -o "$T/fix" watchtest/testdata/fix.c -ldl
