@@ -179,7 +179,7 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	defer t.stopWaker()
-	if t.cfg.Argv != nil {
+	if len(t.cfg.Argv) > 0 {
 		if err := t.spawn(); err != nil {
 			return Result{}, err
 		}
@@ -216,7 +216,7 @@ func (t *Tracer) over() bool { return len(t.threads) == 0 }
 // Kill kills a spawned program (for a second Ctrl-C). Safe from any
 // goroutine.
 func (t *Tracer) Kill() {
-	if pid := t.pidSeen.Load(); t.cfg.Argv != nil && pid > 0 {
+	if pid := t.pidSeen.Load(); len(t.cfg.Argv) > 0 && pid > 0 {
 		syscall.Kill(int(pid), syscall.SIGKILL)
 	}
 }
