@@ -126,7 +126,11 @@ func runRecord(args []string) int {
 	if cerr := closeLog(); werr == nil {
 		werr = cerr
 	}
-	ui.summary(tr, globs, *out, res)
+	if runErr == nil || tr.PID() > 0 {
+		// A session that never started (no such process or command) ends
+		// with its one-line error alone.
+		ui.summary(tr, globs, *out, res)
+	}
 	switch {
 	case runErr != nil:
 		errorf("record: %v", runErr)
