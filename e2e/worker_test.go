@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
+	"github.com/mmiotrace/mmiotrace/trace"
 )
 
 // worker is a running testdata/worker.c, untraced at start.
@@ -262,7 +263,7 @@ func checkRounds(t *testing.T, tlog string, base uint64, threads int) int {
 	recs := readLog(t, tlog)
 	var mapID uint32
 	for _, r := range recs {
-		if r.Kind == 1 /* MAP */ {
+		if r.Kind == trace.KindMap {
 			mapID = r.MapID
 		}
 	}
@@ -388,3 +389,45 @@ func testDetach(t *testing.T, sig syscall.Signal, anon bool) {
 func TestDetachSIGINT(t *testing.T)    { testDetach(t, syscall.SIGINT, false) }
 func TestDetachSIGTERM(t *testing.T)   { testDetach(t, syscall.SIGTERM, false) }
 func TestDetachAnonRange(t *testing.T) { testDetach(t, syscall.SIGINT, true) }
+
+// TestMark adds a MARK to a running session with `mmiotrace mark -p PID`:
+// it lands in the log between the accesses made before and after.
+func TestMark(t *testing.T) {
+	shm := shmName(t)
+	w := startWorker(t, "shm", shm, "0")
+	tlog := filepath.Join(t.TempDir(), "trace.log")
+	s := startSession(t, "record", "-q", "-o", tlog, "--map", shm, "-p", strconv.Itoa(w.pid))
+	waitFor(t, "attach", func() bool { return allTraced(t, w.pid, s.cmd.Process.Pid) })
+	waitFor(t, "armed pages", func() bool {
+		p := perms(t, w.pid, w.addr, 0x2000)
+		return len(p) > 0 && p[0][:3] == "---"
+	})
+	if ans := w.call("touch 1"); ans != "done" {
+		t.Fatalf("touch: %s", ans)
+	}
+	res := mmiotrace(t, "mark", "-p", strconv.Itoa(w.pid), "hello", "world")
+	if res.code != 0 {
+		t.Fatalf("mark: exit %d\n%s", res.code, res.stderr)
+	}
+	if ans := w.call("touch 2"); ans != "done" {
+		t.Fatalf("touch: %s", ans)
+	}
+	s.cmd.Process.Signal(syscall.SIGINT)
+	if code := s.wait(t); code != 0 {
+		t.Fatalf("mmiotrace exit %d\n%s", code, s.stderr.String())
+	}
+	w.quit()
+	var seq []string
+	for _, r := range readLog(t, tlog) {
+		switch r.Kind {
+		case trace.KindMark:
+			seq = append(seq, "MARK "+r.Text)
+		case trace.KindWrite, trace.KindRead:
+			seq = append(seq, fmt.Sprintf("%v %d %#x %#x", r.Kind, r.Width, r.Phys, r.Uint64()))
+		}
+	}
+	want := []string{"W 4 0x800 0x1", "MARK hello world", "W 4 0x800 0x2"}
+	if strings.Join(seq, "\n") != strings.Join(want, "\n") {
+		t.Errorf("log:\n%s\nwant:\n%s", strings.Join(seq, "\n"), strings.Join(want, "\n"))
+	}
+}
