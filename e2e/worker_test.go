@@ -41,12 +41,18 @@ func startWorker(t *testing.T, args ...string) *worker {
 	if w.in, err = w.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
 	}
-	stdout, err := w.cmd.StdoutPipe()
+	// Not StdoutPipe: Wait, which runs concurrently, would close it and
+	// lose the last lines the worker wrote before exiting.
+	stdout, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { stdout.Close() })
+	w.cmd.Stdout = pw
 	w.cmd.Stderr = &w.stderr
-	if err := w.cmd.Start(); err != nil {
+	err = w.cmd.Start()
+	pw.Close()
+	if err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
 	go func() { w.done <- w.cmd.Wait() }()

@@ -110,5 +110,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("ok %ld\n", rounds);
+	if (fflush(stdout) != 0) {
+		// Seen rarely after a detach (see the e2e report): say why.
+		fprintf(stderr, "worker: write ok line: %m\n");
+		return 3;
+	}
 	return 0;
 }
