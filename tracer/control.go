@@ -270,6 +270,7 @@ func (t *Tracer) detachAll() error {
 		return err
 	}
 	sigs := map[int]int{}
+	queued := map[int]bool{}
 	var rest []stop
 	for _, s := range t.queue {
 		th := t.threads[s.tid]
@@ -277,6 +278,7 @@ func (t *Tracer) detachAll() error {
 			rest = append(rest, s)
 			continue
 		}
+		queued[s.tid] = true
 		if ptrace.Event(s.ws) == 0 && !ptrace.IsSyscallStop(s.ws) {
 			sig := int(s.ws.StopSignal())
 			if sig != int(unix.SIGSEGV) || !t.ownFault(s.tid) {
@@ -287,6 +289,16 @@ func (t *Tracer) detachAll() error {
 		th.held = true
 	}
 	t.queue = rest
+	// A thread that faulted on an armed page just before its interrupt
+	// stop still has the SIGSEGV pending (the kernel reports the interrupt
+	// first). Detached, it would die of it: take the signal now.
+	for tid, th := range t.threads {
+		if th.held && !queued[tid] && segvPending(t.pid, tid) {
+			if sig := t.takeSignal(tid); sig != 0 {
+				sigs[tid] = sig
+			}
+		}
+	}
 	var first error
 	if th := t.anyHeld(); th != nil && t.engine != nil {
 		t.injTID = th.tid
@@ -317,6 +329,49 @@ func (t *Tracer) detachAll() error {
 	t.foreign = map[int]bool{}
 	t.result = Result{ExitCode: -1, Detached: true}
 	return first
+}
+
+// segvPending reports whether SIGSEGV is pending for thread tid (a fault
+// is signalled to the faulting thread alone).
+func segvPending(pid, tid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "SigPnd:"); ok {
+			mask, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return mask&(1<<(unix.SIGSEGV-1)) != 0
+		}
+	}
+	return false
+}
+
+// takeSignal resumes thread tid, held at an interrupt stop with a signal
+// pending, to its signal-delivery stop, which comes before it runs any
+// code. It returns the signal to deliver at detach: none for a fault on an
+// armed page, which the thread re-executes once the page is restored.
+func (t *Tracer) takeSignal(tid int) int {
+	if err := ptrace.Cont(tid, 0); err != nil {
+		return 0
+	}
+	for {
+		_, ws, err := ptrace.Wait(tid, false)
+		if err != nil || ws.Exited() || ws.Signaled() {
+			return 0
+		}
+		if !ws.Stopped() {
+			continue
+		}
+		if ptrace.Event(ws) != 0 || ptrace.IsSyscallStop(ws) {
+			return 0 // not expected: the thread is stopped, deliver nothing
+		}
+		sig := int(ws.StopSignal())
+		if sig == int(unix.SIGSEGV) && t.ownFault(tid) {
+			return 0
+		}
+		return sig
+	}
 }
 
 // ownFault reports whether tid is stopped by a fault on an armed page.

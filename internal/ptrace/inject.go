@@ -74,6 +74,9 @@ func (in *Injector) Syscall(tid int, nr uint64, args ...uint64) (int64, error) {
 	if err := GetRegs(tid, &saved); err != nil {
 		return 0, err
 	}
+	if info, err := GetSyscallInfo(tid); err == nil && (info.Op == SyscallEntry || info.Op == SyscallSeccomp) {
+		return in.syscallAtEntry(tid, saved, nr, args)
+	}
 	r = saved
 	r.Rip = in.SyscallAddr
 	r.Rax = nr
@@ -113,6 +116,65 @@ func (in *Injector) Syscall(tid int, nr uint64, args ...uint64) (int64, error) {
 		return 0, err
 	}
 	return int64(out.Rax), nil
+}
+
+// syscallAtEntry injects a syscall into a thread stopped at a syscall-entry
+// or seccomp stop. Such a thread cannot step an injected syscall
+// instruction: resuming it first completes the syscall it entered (with
+// orig_rax = -1, none), and the step trap comes at that syscall's exit,
+// before the injected instruction ran. Instead the entered syscall is
+// replaced by the injected one and run to its exit stop; then the thread's
+// registers are restored with RIP back on its syscall instruction and RAX
+// holding its number, so that its own syscall runs when it resumes, as the
+// kernel restarts an interrupted syscall.
+func (in *Injector) syscallAtEntry(tid int, saved unix.PtraceRegs, nr uint64, args []uint64) (int64, error) {
+	r := saved
+	r.Orig_rax, r.Rax = nr, nr
+	regs := []*uint64{&r.Rdi, &r.Rsi, &r.Rdx, &r.R10, &r.R8, &r.R9}
+	for i, a := range args {
+		*regs[i] = a
+	}
+	if err := SetRegs(tid, &r); err != nil {
+		return 0, err
+	}
+	if err := Syscall(tid, 0); err != nil {
+		return 0, err
+	}
+	for {
+		_, ws, err := Wait(tid, false)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case ws.Exited() || ws.Signaled():
+			return 0, fmt.Errorf("thread %d: %w", tid, ErrGone)
+		case !ws.Stopped():
+			continue
+		case Event(ws) == unix.PTRACE_EVENT_EXIT:
+			return 0, fmt.Errorf("thread %d: %w", tid, ErrGone)
+		case IsSyscallStop(ws):
+			// After a seccomp stop an entry stop may come first.
+			if info, err := GetSyscallInfo(tid); err == nil && info.Op == SyscallExit {
+				if err := GetRegs(tid, &r); err != nil {
+					return 0, err
+				}
+				saved.Rip -= 2 // the length of syscall (0f 05)
+				saved.Rax = saved.Orig_rax
+				if err := SetRegs(tid, &saved); err != nil {
+					return 0, err
+				}
+				return int64(r.Rax), nil
+			}
+		case Event(ws) != 0:
+		default:
+			if in.Pending != nil {
+				in.Pending(tid, int(ws.StopSignal()))
+			}
+		}
+		if err := Syscall(tid, 0); err != nil {
+			return 0, err
+		}
+	}
 }
 
 // step single-steps tid once and waits for the trap, holding back any other
