@@ -236,6 +236,10 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 	if perr := t.stopPerf(); err == nil {
 		err = perr
 	}
+	if err == nil && t.over() && !t.result.Detached {
+		// The program is gone, and its mappings with it.
+		err = t.dropAllMaps(0, t.pid)
+	}
 	if err != nil && !t.over() {
 		// A tracer error: leave nothing behind in a live program.
 		if derr := t.abandon(); derr != nil {

@@ -489,3 +489,37 @@ func TestUnknownOnDevice(t *testing.T) {
 		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// TestForkAndExec checks fork and exec: a forked child gets its parent's
+// armed pages back and runs untraced; exec ends every traced mapping with an
+// UNMAP, and the new image's mappings are traced under new ids.
+func TestForkAndExec(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/forkexec.c")
+	log := filepath.Join(t.TempDir(), "fe.log")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-forkexec-%d", os.Getpid())
+	defer os.Remove(shm)
+	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
+	if err != nil {
+		t.Fatalf("record: %v (the fixture's status says where it failed)\n%s", err, out)
+	}
+	var got []string
+	for _, r := range readLog(t, log) {
+		switch r.Kind {
+		case trace.KindMap:
+			got = append(got, fmt.Sprintf("MAP %d", r.MapID))
+		case trace.KindUnmap:
+			got = append(got, fmt.Sprintf("UNMAP %d", r.MapID))
+		case trace.KindRead, trace.KindWrite:
+			got = append(got, fmt.Sprintf("%v %d %#x %#x", r.Kind, r.MapID, r.Phys, r.Uint64()))
+		}
+	}
+	want := []string{
+		"MAP 1", "W 1 0x0 0x11", // the parent; the child's store is not traced
+		"UNMAP 1",                                          // exec
+		"MAP 2", "W 2 0x8 0x33", "R 2 0x4 0x22", "UNMAP 2", // the new image, until exit
+	}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
