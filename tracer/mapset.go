@@ -1,8 +1,10 @@
 package tracer
 
 import (
+	"cmp"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"syscall"
 
@@ -308,7 +310,9 @@ func (t *Tracer) hasID(id uint32) bool {
 func (t *Tracer) dropAllMaps(pc uint64, tid int) error {
 	now := trace.Now()
 	seen := map[uint32]bool{}
-	for _, tm := range t.maps {
+	byID := slices.Clone(t.maps)
+	slices.SortStableFunc(byID, func(a, b *tmap) int { return cmp.Compare(a.id, b.id) })
+	for _, tm := range byID {
 		tm.alias.put()
 		if seen[tm.id] {
 			continue

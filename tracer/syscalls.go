@@ -70,12 +70,24 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 	case unix.SYS_MUNMAP:
 		return t.unmapRange(a[0], pageAlign(a[1]), pc, th.tid)
 	case unix.SYS_MREMAP:
+		// The moved pages keep the protection they had: PROT_NONE if we
+		// had armed them. Give the new mapping the program's own first;
+		// it is armed again below if it is still selected.
+		moved := -1
+		if fp := t.engine.Page(a[0]); fp != nil && fp.Armed {
+			moved = fp.Prot
+		}
 		if err := t.unmapRange(a[0], pageAlign(a[1]), pc, th.tid); err != nil {
 			return err
 		}
 		addr, length := uint64(ret), pageAlign(a[2])
 		if err := t.unmapRange(addr, length, pc, th.tid); err != nil {
 			return err
+		}
+		if moved >= 0 {
+			if err := (protector{t}).Protect(addr, length, moved); err != nil {
+				return err
+			}
 		}
 		return t.syncMaps(addr, addr+length, pc, th.tid)
 	case unix.SYS_MPROTECT:

@@ -523,3 +523,40 @@ func TestForkAndExec(t *testing.T) {
 		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// TestMappingChanges follows a traced mapping through a partial munmap
+// (the rest keeps its id), mprotect away and back (still traced), and
+// mremap (a new id for the new mapping).
+func TestMappingChanges(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/remap.c")
+	log := filepath.Join(t.TempDir(), "remap.log")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-remap-%d", os.Getpid())
+	defer os.Remove(shm)
+	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
+	if err != nil {
+		t.Fatalf("record: %v (the fixture's status says where it failed)\n%s", err, out)
+	}
+	var got []string
+	for _, r := range readLog(t, log) {
+		switch r.Kind {
+		case trace.KindMap:
+			got = append(got, fmt.Sprintf("MAP %d %#x %#x", r.MapID, r.Phys, r.Len))
+		case trace.KindUnmap:
+			got = append(got, fmt.Sprintf("UNMAP %d", r.MapID))
+		case trace.KindRead, trace.KindWrite:
+			got = append(got, fmt.Sprintf("%v %d %#x %#x", r.Kind, r.MapID, r.Phys, r.Uint64()))
+		}
+	}
+	want := []string{
+		"MAP 1 0x0 0x3000",
+		"W 1 0x0 0x1", "W 1 0x1000 0x2", "W 1 0x2000 0x3",
+		"W 1 0x0 0x4", "W 1 0x2000 0x5", // after the munmap of the middle page
+		"R 1 0x0 0x4", "W 1 0x0 0x6", // read-only, then writable again
+		"MAP 2 0x2000 0x2000", "W 2 0x2004 0x7", "W 2 0x3000 0x8", // mremap
+		"UNMAP 1", "UNMAP 2", // exit
+	}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
