@@ -325,6 +325,9 @@ func (t *Tracer) detachAll() error {
 		ptrace.Wait(tid, false)
 		ptrace.Detach(tid, 0)
 	}
+	for tid := range t.early { // stopped, not yet announced
+		ptrace.Detach(tid, 0)
+	}
 	t.threads = map[int]*thread{}
 	t.foreign = map[int]bool{}
 	t.result = Result{ExitCode: -1, Detached: true}

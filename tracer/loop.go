@@ -105,22 +105,19 @@ func (t *Tracer) handle(s stop) error {
 	if !ws.Stopped() {
 		return nil
 	}
-	// A thread whose first stop comes before its creator's clone event.
-	th := t.addThread(tid)
+	if t.threads[tid] == nil {
+		// A new tracee whose first stop came before its creator's clone,
+		// fork or vfork event: a thread of the program or a child process,
+		// which only that event says. It stays stopped until then.
+		t.early[tid] = ws
+		return nil
+	}
+	th := t.threads[tid]
 	sig := ws.StopSignal()
 	switch ev := ptrace.Event(ws); {
-	case ev == unix.PTRACE_EVENT_CLONE:
-		msg, err := ptrace.GetEventMsg(tid)
-		if err == nil {
-			t.addThread(int(msg))
-		}
-		return t.resume(th, 0)
-	case ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
+	case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
 		if msg, err := ptrace.GetEventMsg(tid); err == nil {
-			t.foreign[int(msg)] = true
-			if ev == unix.PTRACE_EVENT_FORK {
-				t.forked = append(t.forked, int(msg))
-			}
+			t.adopt(int(msg), ev)
 		}
 		return t.resume(th, 0)
 	case ev == unix.PTRACE_EVENT_EXEC:
@@ -279,7 +276,7 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 	switch ev := ptrace.Event(ws); {
 	case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
 		if msg, err := ptrace.GetEventMsg(tid); err == nil {
-			t.foreign[int(msg)] = true
+			t.adopt(int(msg), unix.PTRACE_EVENT_VFORK) // a child of a child: nothing to restore
 		}
 	case ev == unix.PTRACE_EVENT_STOP:
 		if i := indexOf(t.forked, tid); i >= 0 {
@@ -297,6 +294,29 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 		sig = int(ws.StopSignal())
 	}
 	return ignoreGone(ptrace.Cont(tid, sig))
+}
+
+// adopt records a new tracee announced by a clone, fork or vfork event: a
+// thread of the program for clone, an untraced child process otherwise (a
+// fork child has the parent's armed pages to restore; a vfork child shares
+// the parent's memory). If its first stop came already, it is handled now.
+func (t *Tracer) adopt(tid, ev int) {
+	switch ev {
+	case unix.PTRACE_EVENT_CLONE:
+		t.addThread(tid)
+	case unix.PTRACE_EVENT_FORK:
+		t.foreign[tid] = true
+		t.forked = append(t.forked, tid)
+	default:
+		t.foreign[tid] = true
+	}
+	if ws, ok := t.early[tid]; ok {
+		delete(t.early, tid)
+		t.queue = append(t.queue, stop{tid, ws})
+		if th := t.threads[tid]; th != nil {
+			th.queued = true
+		}
+	}
 }
 
 // restoreForked gives a forked child back the protections its parent's

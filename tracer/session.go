@@ -122,9 +122,10 @@ type Tracer struct {
 	perf       *perfSet // the perf backend of watches, when in use
 	perfLost   atomic.Uint64
 
-	pidSeen  atomic.Int64 // the pid, for other goroutines
-	foreign  map[int]bool // fork children: kept running, not traced
-	forked   []int        // fork children whose pages are still armed
+	pidSeen  atomic.Int64            // the pid, for other goroutines
+	foreign  map[int]bool            // fork children: kept running, not traced
+	early    map[int]unix.WaitStatus // first stops of tracees not announced yet
+	forked   []int                   // fork children whose pages are still armed
 	waker    *os.Process
 	wakePipe *os.File
 	wakeOnce sync.Once
@@ -164,6 +165,7 @@ func New(cfg Config) (*Tracer, error) {
 		pciSeen: make(map[string]bool),
 		icache:  make(map[uint64]*x86.Inst),
 		foreign: make(map[int]bool),
+		early:   make(map[int]unix.WaitStatus),
 		xsave:   make([]byte, 16384),
 		nextID:  1,
 	}

@@ -560,3 +560,29 @@ func TestMappingChanges(t *testing.T) {
 		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
+
+// TestManyTracees spawns threads, children and grandchildren in quick
+// succession: whichever comes first, a new tracee's first stop or its
+// creator's event, every one must run on and the session must end.
+func TestManyTracees(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/spawnmany.c", "-pthread")
+	for i := 0; i < 5; i++ {
+		cmd := exec.Command(bin, "record", "-q", "-o", os.DevNull, "--", prog)
+		done := make(chan error, 1)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run %d: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Signal(syscall.SIGQUIT)
+			<-done
+			t.Fatalf("run %d: mmiotrace did not finish (a tracee left stopped?)", i)
+		}
+	}
+}
