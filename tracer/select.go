@@ -96,9 +96,11 @@ func matchParts(g, n []string) bool {
 }
 
 // Pieces returns the parts of m to trace, in address order: the whole
-// mapping when its path matches a glob, else its overlap with each range.
+// mapping when its path matches a glob (the kernel's names of anonymous
+// mappings, such as [heap] and [stack], count as paths), else its overlap
+// with each range.
 func (s *Selection) Pieces(m *Mapping) []Range {
-	if m.Path != "" && strings.HasPrefix(m.Path, "/") {
+	if m.Path != "" {
 		for _, g := range s.Globs {
 			if MatchGlob(g, m.Path) {
 				return []Range{{m.Start, m.Len()}}

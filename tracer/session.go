@@ -122,16 +122,17 @@ type Tracer struct {
 	perf       *perfSet // the perf backend of watches, when in use
 	perfLost   atomic.Uint64
 
-	pidSeen  atomic.Int64            // the pid, for other goroutines
-	foreign  map[int]bool            // fork children: kept running, not traced
-	early    map[int]unix.WaitStatus // first stops of tracees not announced yet
-	forked   []int                   // fork children whose pages are still armed
-	waker    *os.Process
-	wakePipe *os.File
-	wakeOnce sync.Once
-	cancel   atomic.Bool
-	result   Result
-	err      error
+	pidSeen      atomic.Int64            // the pid, for other goroutines
+	foreign      map[int]bool            // fork children: kept running, not traced
+	early        map[int]unix.WaitStatus // first stops of tracees not announced yet
+	forked       []int                   // fork children whose pages are still armed
+	waker        *os.Process
+	wakePipe     *os.File
+	wakeOnce     sync.Once
+	cancel       atomic.Bool
+	result       Result
+	warnedEFAULT bool
+	err          error
 }
 
 // stop is a wait status held back to be handled by the loop.

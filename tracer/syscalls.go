@@ -1,6 +1,8 @@
 package tracer
 
 import (
+	"fmt"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
@@ -31,6 +33,11 @@ func (t *Tracer) syscallStop(th *thread) error {
 			th.sys, th.inSys = info, true
 		}
 	case ptrace.SyscallExit:
+		if info.Ret() == -int64(unix.EFAULT) && t.engine != nil && t.engine.Pages() > 0 && !t.warnedEFAULT {
+			// Seen in attach mode, where every system call stops.
+			t.warnedEFAULT = true
+			t.warn(fmt.Sprintf("a system call of thread %d failed with EFAULT: if it was given a buffer in traced memory, the kernel could not access it (see docs/RECORD.md, Limits)", th.tid))
+		}
 		if th.inSys {
 			th.inSys = false
 			if err := t.syscallExit(th, info.Ret()); err != nil {
