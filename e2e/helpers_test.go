@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 	}
 	mmiotraceBin = filepath.Join(dir, "mmiotrace")
 	cmd := exec.Command("go", "build", "-o", mmiotraceBin, "../cmd/mmiotrace")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build mmiotrace: %v\n%s", err, out)
 		os.RemoveAll(dir)

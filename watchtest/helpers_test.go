@@ -40,7 +40,9 @@ func cli(t *testing.T) string {
 			return
 		}
 		cliPath = filepath.Join(cliDir, "mmiotrace")
-		out, err := exec.Command("go", "build", "-o", cliPath, "../cmd/mmiotrace").CombinedOutput()
+		build := exec.Command("go", "build", "-o", cliPath, "../cmd/mmiotrace")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as the README builds it
+		out, err := build.CombinedOutput()
 		if err != nil {
 			cliErr = fmt.Errorf("go build cmd/mmiotrace: %v\n%s", err, out)
 		}

@@ -13,7 +13,7 @@ R=${R:-5}
 out=$(mktemp -d)
 trap 'rm -rf "$out" /dev/shm/mmiotrace-bench-$$' EXIT
 export PATH=$PATH:/usr/local/go/bin
-(cd "$root" && go build -o "$out/mmiotrace" ./cmd/mmiotrace)
+(cd "$root" && CGO_ENABLED=0 go build -o "$out/mmiotrace" ./cmd/mmiotrace)
 gcc -O2 -o "$out/loop" "$root/bench/record/loop.c"
 shm=/dev/shm/mmiotrace-bench-$$
 

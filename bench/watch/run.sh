@@ -13,7 +13,7 @@ GN=${2:-500}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 gcc -O1 -g -no-pie -pthread -o "$T/fix" watchtest/testdata/fix.c -ldl
-go build -o "$T/mmiotrace" ./cmd/mmiotrace
+CGO_ENABLED=0 go build -o "$T/mmiotrace" ./cmd/mmiotrace
 ADDR=0x$(nm "$T/fix" | awk '$3 == "counter" {print $1}')
 export WT_LOG=/dev/null
 

@@ -6,7 +6,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${TMPDIR:-/tmp}/mmiotrace-example
 mkdir -p "$out"
 export PATH=$PATH:/usr/local/go/bin
-(cd "$root" && go build -o "$out/mmiotrace" ./cmd/mmiotrace)
+(cd "$root" && CGO_ENABLED=0 go build -o "$out/mmiotrace" ./cmd/mmiotrace)
 gcc -O2 -pthread -o "$out/device" "$root/examples/device/device.c"
 "$out/mmiotrace" record --map '/dev/shm/mmiotrace-example*' -o "$out/device.log" -- "$out/device" /dev/shm/mmiotrace-example-$$
 echo

@@ -95,6 +95,9 @@ func BuildGo(t testing.TB, dir string, args ...string) string {
 	out := filepath.Join(t.TempDir(), filepath.Base(abs))
 	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), ".")...)
 	cmd.Dir = abs
+	// Static, as the README builds mmiotrace: package net would otherwise
+	// link libc for its cgo resolver.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", dir, err, b)
 	}
