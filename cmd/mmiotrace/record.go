@@ -106,7 +106,7 @@ func runRecord(args []string) int {
 
 	ui := newStatus(os.Stderr, *quiet)
 	var marks *tracer.MarkServer
-	var tps *tpCollector
+	var tps *tracer.TracepointCollector
 	tr, err := tracer.New(tracer.Config{
 		Argv:   argv,
 		PID:    *pid,
@@ -122,7 +122,7 @@ func runRecord(args []string) int {
 				ui.warn(fmt.Sprintf("marks disabled: %v", err))
 			}
 			if len(events) > 0 {
-				tps = startTracepoints(tracee, events, buf, *pid == 0)
+				tps = tracer.CollectTracepoints(tracee, events, buf, *pid == 0)
 			}
 		},
 	})
@@ -140,7 +140,7 @@ func runRecord(args []string) int {
 	var tpRes tpResult
 	if tps != nil {
 		tpRes.on = true
-		tpRes.events, tpRes.lost, tpRes.err = tps.finish()
+		tpRes.events, tpRes.lost, tpRes.err = tps.Finish()
 	}
 	werr := logOut.finish()
 	if tr.PID() != 0 { // nothing to summarise when it never started
