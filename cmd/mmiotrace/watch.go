@@ -2,17 +2,12 @@ package main
 
 import (
 	"bufio"
-	"debug/elf"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/mmiotrace/mmiotrace/hwbp"
 	"github.com/mmiotrace/mmiotrace/symbols"
 	"github.com/mmiotrace/mmiotrace/tracer"
 )
@@ -64,20 +59,22 @@ func runWatch(args []string) int {
 		errorf("watch: give a command after -- or -p PID (see 'mmiotrace help watch')")
 		return exitUsage
 	}
-	res := &resolver{tables: map[string]*symbols.Table{}, placed: map[int]bool{}}
+	var specs []symbols.Spec
+	var names []string
 	for _, a := range specArgs {
 		sp, err := symbols.ParseSpec(a)
 		if err != nil {
 			errorf("watch: %v", err)
 			return exitUsage
 		}
-		if err := checkSpec(sp); err != nil {
+		if err := tracer.CheckSpec(sp); err != nil {
 			errorf("watch: %s: %v", a, err)
 			return exitUsage
 		}
-		res.specs = append(res.specs, sp)
-		res.names = append(res.names, strings.TrimSuffix(a, ":"+sp.Mode.String()))
+		specs = append(specs, sp)
+		names = append(names, strings.TrimSuffix(a, ":"+sp.Mode.String()))
 	}
+	res := tracer.NewSpecResolver(specs, names)
 	// Unknown symbols are reported before anything starts.
 	exe := ""
 	if *pid != 0 {
@@ -86,7 +83,7 @@ func runWatch(args []string) int {
 		exe = p
 	}
 	if exe != "" {
-		if err := res.check(exe); err != nil {
+		if err := res.Check(exe); err != nil {
 			errorf("watch: %v", err)
 			return exitUsage
 		}
@@ -105,7 +102,7 @@ func runWatch(args []string) int {
 	ui := newStatus(os.Stderr, *quiet)
 	tr, err := tracer.New(tracer.Config{
 		Argv: argv, PID: *pid, Self: self, Out: buf,
-		Watches:   res.resolve,
+		Watches:   res.Resolve,
 		PerfWatch: *backend == "perf",
 		Info: func(s string) {
 			if !*quiet {
@@ -128,7 +125,7 @@ func runWatch(args []string) int {
 	if n := tr.PerfLost(); n > 0 {
 		ui.warn(fmt.Sprintf("perf dropped %d hits (its ring was full); the ptrace backend loses none", n))
 	}
-	if n := res.pending(); n > 0 {
+	if n := res.Pending(); n > 0 {
 		ui.warn(fmt.Sprintf("%d watch(es) never placed: their library was not mapped", n))
 	}
 	return exitCode("watch", result, runErr, werr)
@@ -141,156 +138,6 @@ func indexArg(args []string, s string) int {
 		}
 	}
 	return -1
-}
-
-// checkSpec rejects what no watch can serve.
-func checkSpec(sp symbols.Spec) error {
-	if sp.Symbol == "" && sp.Len == 0 {
-		return errors.New("a raw address needs a length: 0xADDR/LEN")
-	}
-	if sp.Mode.Kind == hwbp.Exec && sp.Len > 1 {
-		return errors.New("an execute watch covers one instruction address: drop /LEN")
-	}
-	if sp.Symbol == "" {
-		if err := placeable(sp.Addr, sp.Len, sp.Mode); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// placeable checks a resolved range.
-func placeable(addr, n uint64, m hwbp.Mode) error {
-	if m.Kind == hwbp.Exec {
-		return nil
-	}
-	if n == 0 || n > 1<<30 || addr+n < addr || addr+n > 1<<47 {
-		return fmt.Errorf("cannot watch %d bytes at %#x", n, addr)
-	}
-	return nil
-}
-
-// resolver turns SPECs into watches in a process, as files get mapped.
-type resolver struct {
-	specs  []symbols.Spec
-	names  []string
-	tables map[string]*symbols.Table
-	placed map[int]bool
-}
-
-func (r *resolver) table(path string) (*symbols.Table, error) {
-	if t := r.tables[path]; t != nil {
-		return t, nil
-	}
-	t, err := symbols.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	r.tables[path] = t
-	return t, nil
-}
-
-// check resolves the executable's symbols before the session starts, for
-// clear errors: unknown names (with suggestions), no symbols at all.
-func (r *resolver) check(exe string) error {
-	for i, sp := range r.specs {
-		if sp.Symbol == "" || sp.Lib != "" {
-			continue
-		}
-		t, err := r.table(exe)
-		if err != nil {
-			return fmt.Errorf("%s: %v", r.names[i], err)
-		}
-		if len(t.Symbols()) == 0 {
-			return fmt.Errorf("%s has no symbols (stripped?): watch raw addresses instead, 0xADDR/LEN", exe)
-		}
-		_, addr, n, err := t.Resolve(sp)
-		if err != nil {
-			if errors.Is(err, symbols.ErrNotFound) && !hasSymtab(exe) {
-				// A stripped file still has .dynsym (its imports), so
-				// the table is not empty; say why the name is missing.
-				return fmt.Errorf("%s: %s has no symbol table (stripped?): watch raw addresses instead, 0xADDR/LEN (take them from an unstripped build: mmiotrace symbols FILE)", r.names[i], exe)
-			}
-			return err
-		}
-		if err := placeable(addr, n, sp.Mode); err != nil {
-			return fmt.Errorf("%s: %v", r.names[i], err)
-		}
-	}
-	return nil
-}
-
-// hasSymtab reports whether the ELF file at path has a .symtab section
-// (true when it cannot tell, so no misleading hint is given).
-func hasSymtab(path string) bool {
-	f, err := elf.Open(path)
-	if err != nil {
-		return true
-	}
-	defer f.Close()
-	return f.Section(".symtab") != nil
-}
-
-func (r *resolver) pending() int { return len(r.specs) - len(r.placed) }
-
-// resolve implements tracer.WatchResolver.
-func (r *resolver) resolve(pid int) ([]tracer.Watch, int, error) {
-	maps, err := symbols.ReadMaps(pid)
-	if err != nil {
-		return nil, 0, err
-	}
-	exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
-	var out []tracer.Watch
-	for i, sp := range r.specs {
-		w := tracer.Watch{Name: r.names[i], Mode: sp.Mode, Addr: sp.Addr, Len: sp.Len}
-		if sp.Symbol != "" {
-			addr, n, ok, err := r.locate(sp, maps, exe)
-			if err != nil {
-				return nil, 0, fmt.Errorf("%s: %w", r.names[i], err)
-			}
-			if !ok {
-				continue
-			}
-			w.Addr, w.Len = addr, n
-		}
-		if w.Mode.Kind == hwbp.Exec {
-			w.Len = 1
-		}
-		r.placed[i] = true
-		out = append(out, w)
-	}
-	return out, r.pending(), nil
-}
-
-// locate finds a symbol's run-time address in the mapped files: the
-// executable, or the library named by LIB.
-func (r *resolver) locate(sp symbols.Spec, maps []symbols.Mapping, exe string) (uint64, uint64, bool, error) {
-	for _, m := range maps {
-		if m.Offset != 0 || !strings.HasPrefix(m.Path, "/") {
-			continue
-		}
-		if sp.Lib == "" && m.Path != exe || sp.Lib != "" && !libMatch(sp.Lib, m.Path) {
-			continue
-		}
-		t, err := r.table(m.Path)
-		if err != nil {
-			return 0, 0, false, err
-		}
-		_, addr, n, err := t.Resolve(sp)
-		if err != nil {
-			return 0, 0, false, err
-		}
-		bias, ok := t.BiasOf(m)
-		if !ok {
-			continue
-		}
-		return addr + bias, n, true, nil
-	}
-	return 0, 0, false, nil
-}
-
-func libMatch(lib, path string) bool {
-	return path == lib || filepath.Base(path) == lib || strings.Contains(filepath.Base(path), lib)
 }
 
 // printWatchStats prints the ksym tracer's table: symbol, access, hits,

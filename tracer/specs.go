@@ -1,0 +1,174 @@
+package tracer
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/mmiotrace/mmiotrace/hwbp"
+	"github.com/mmiotrace/mmiotrace/symbols"
+)
+
+// NewSpecResolver returns a resolver for specs, named in the log by names
+// (the SPECs as the user wrote them, without their mode).
+func NewSpecResolver(specs []symbols.Spec, names []string) *SpecResolver {
+	return &SpecResolver{specs: specs, names: names, tables: map[string]*symbols.Table{}, placed: map[int]bool{}}
+}
+
+// CheckSpec rejects a SPEC that no watch can serve.
+func CheckSpec(sp symbols.Spec) error {
+	if sp.Symbol == "" && sp.Len == 0 {
+		return errors.New("a raw address needs a length: 0xADDR/LEN")
+	}
+	if sp.Mode.Kind == hwbp.Exec && sp.Len > 1 {
+		return errors.New("an execute watch covers one instruction address: drop /LEN")
+	}
+	if sp.Symbol == "" {
+		if err := placeable(sp.Addr, sp.Len, sp.Mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// placeable checks a resolved range.
+func placeable(addr, n uint64, m hwbp.Mode) error {
+	if m.Kind == hwbp.Exec {
+		return nil
+	}
+	if n == 0 || n > 1<<30 || addr+n < addr || addr+n > 1<<47 {
+		return fmt.Errorf("cannot watch %d bytes at %#x", n, addr)
+	}
+	return nil
+}
+
+// SpecResolver turns watch SPECs (package symbols) into watches in a
+// process, as the files that define their symbols get mapped. Its Resolve
+// method is a WatchResolver.
+type SpecResolver struct {
+	specs  []symbols.Spec
+	names  []string
+	tables map[string]*symbols.Table
+	placed map[int]bool
+}
+
+func (r *SpecResolver) table(path string) (*symbols.Table, error) {
+	if t := r.tables[path]; t != nil {
+		return t, nil
+	}
+	t, err := symbols.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	r.tables[path] = t
+	return t, nil
+}
+
+// Check resolves the executable's symbols before the session starts, for
+// clear errors: unknown names (with suggestions), no symbols at all.
+func (r *SpecResolver) Check(exe string) error {
+	for i, sp := range r.specs {
+		if sp.Symbol == "" || sp.Lib != "" {
+			continue
+		}
+		t, err := r.table(exe)
+		if err != nil {
+			return fmt.Errorf("%s: %v", r.names[i], err)
+		}
+		if len(t.Symbols()) == 0 {
+			return fmt.Errorf("%s has no symbols (stripped?): watch raw addresses instead, 0xADDR/LEN", exe)
+		}
+		_, addr, n, err := t.Resolve(sp)
+		if err != nil {
+			if errors.Is(err, symbols.ErrNotFound) && !hasSymtab(exe) {
+				// A stripped file still has .dynsym (its imports), so
+				// the table is not empty; say why the name is missing.
+				return fmt.Errorf("%s: %s has no symbol table (stripped?): watch raw addresses instead, 0xADDR/LEN (take them from an unstripped build: mmiotrace symbols FILE)", r.names[i], exe)
+			}
+			return err
+		}
+		if err := placeable(addr, n, sp.Mode); err != nil {
+			return fmt.Errorf("%s: %v", r.names[i], err)
+		}
+	}
+	return nil
+}
+
+// hasSymtab reports whether the ELF file at path has a .symtab section
+// (true when it cannot tell, so no misleading hint is given).
+func hasSymtab(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	return f.Section(".symtab") != nil
+}
+
+// Pending returns how many SPECs have not been placed (their library was
+// never mapped).
+func (r *SpecResolver) Pending() int { return len(r.specs) - len(r.placed) }
+
+// Resolve implements WatchResolver.
+func (r *SpecResolver) Resolve(pid int) ([]Watch, int, error) {
+	maps, err := symbols.ReadMaps(pid)
+	if err != nil {
+		return nil, 0, err
+	}
+	exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	var out []Watch
+	for i, sp := range r.specs {
+		w := Watch{Name: r.names[i], Mode: sp.Mode, Addr: sp.Addr, Len: sp.Len}
+		if sp.Symbol != "" {
+			addr, n, ok, err := r.locate(sp, maps, exe)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%s: %w", r.names[i], err)
+			}
+			if !ok {
+				continue
+			}
+			w.Addr, w.Len = addr, n
+		}
+		if w.Mode.Kind == hwbp.Exec {
+			w.Len = 1
+		}
+		r.placed[i] = true
+		out = append(out, w)
+	}
+	return out, r.Pending(), nil
+}
+
+// locate finds a symbol's run-time address in the mapped files: the
+// executable, or the library named by LIB.
+func (r *SpecResolver) locate(sp symbols.Spec, maps []symbols.Mapping, exe string) (uint64, uint64, bool, error) {
+	for _, m := range maps {
+		if m.Offset != 0 || !strings.HasPrefix(m.Path, "/") {
+			continue
+		}
+		if sp.Lib == "" && m.Path != exe || sp.Lib != "" && !libMatch(sp.Lib, m.Path) {
+			continue
+		}
+		t, err := r.table(m.Path)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		_, addr, n, err := t.Resolve(sp)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		bias, ok := t.BiasOf(m)
+		if !ok {
+			continue
+		}
+		return addr + bias, n, true, nil
+	}
+	return 0, 0, false, nil
+}
+
+func libMatch(lib, path string) bool {
+	return path == lib || filepath.Base(path) == lib || strings.Contains(filepath.Base(path), lib)
+}
