@@ -1,6 +1,8 @@
 package trace
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 )
@@ -33,7 +35,20 @@ type Buffer struct {
 	sink    Sink
 	flush   func() error
 	stopped chan struct{}
+	byTime  bool
 }
+
+// BufferOption configures a Buffer.
+type BufferOption func(*Buffer)
+
+// SortByTime makes the writer order each batch by Time (stably) before
+// writing it. Records from several goroutines (the tracer loop, tracepoint
+// and perf collectors that poll every few milliseconds, marks) then come
+// out as one timeline, except across batches, which are FlushInterval
+// apart. One thread's records keep their order, since their times never
+// decrease. Records without a time of their own (PCIDEV, NAME) must carry
+// the time of the record they follow.
+func SortByTime() BufferOption { return func(b *Buffer) { b.byTime = true } }
 
 // FlushInterval is how long records may wait in a Buffer before they are
 // written, when the tracer is not producing enough to fill a batch.
@@ -43,7 +58,7 @@ const FlushInterval = 50 * time.Millisecond
 // is called after each drained batch that leaves the buffer empty (to flush a
 // bufio.Writer). limit is the number of records that may be pending before
 // Append blocks.
-func NewBuffer(sink Sink, flush func() error, limit int) *Buffer {
+func NewBuffer(sink Sink, flush func() error, limit int, opts ...BufferOption) *Buffer {
 	if limit < 1 {
 		limit = 1 << 16
 	}
@@ -57,6 +72,9 @@ func NewBuffer(sink Sink, flush func() error, limit int) *Buffer {
 		flush:   flush,
 	}
 	b.space.L = &b.mu
+	for _, o := range opts {
+		o(b)
+	}
 	go b.run()
 	return b
 }
@@ -133,7 +151,7 @@ func (b *Buffer) run() {
 
 		var err error
 		if len(batch) > 0 {
-			err = b.sink.Write(batch)
+			err = b.write(batch)
 		}
 		if err == nil && b.flush != nil {
 			err = b.flush()
@@ -155,7 +173,7 @@ func (b *Buffer) run() {
 			b.pending = nil
 			b.mu.Unlock()
 			if len(last) > 0 && err == nil {
-				if err = b.sink.Write(last); err == nil && b.flush != nil {
+				if err = b.write(last); err == nil && b.flush != nil {
 					err = b.flush()
 				}
 				b.mu.Lock()
@@ -168,4 +186,11 @@ func (b *Buffer) run() {
 			return
 		}
 	}
+}
+
+func (b *Buffer) write(batch []Record) error {
+	if b.byTime {
+		slices.SortStableFunc(batch, func(x, y Record) int { return cmp.Compare(x.Time, y.Time) })
+	}
+	return b.sink.Write(batch)
 }

@@ -3,6 +3,7 @@ package trace
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -158,4 +159,41 @@ func BenchmarkBufferAppend(b *testing.B) {
 		buf.Append(&r)
 	}
 	buf.Close()
+}
+
+// TestBufferSortByTime checks that a SortByTime buffer writes a batch in
+// time order, keeping the order of records with equal times.
+func TestBufferSortByTime(t *testing.T) {
+	sink := &collectSink{}
+	b := NewBuffer(sink, nil, 1024, SortByTime())
+	for _, r := range []Record{
+		{Kind: KindMap, Time: 10, MapID: 1},
+		{Kind: KindName, Time: 10, MapID: 1, Text: "a"},
+		{Kind: KindWrite, Time: 30, MapID: 1},
+		{Kind: KindEvent, Time: 20, Text: "late:tp"}, // polled late
+		{Kind: KindRead, Time: 40, MapID: 1},
+	} {
+		if err := b.Append(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var got []Kind
+	for _, r := range sink.recs {
+		got = append(got, r.Kind)
+	}
+	want := []Kind{KindMap, KindName, KindEvent, KindWrite, KindRead}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+}
+
+// collectSink keeps copies of every record written.
+type collectSink struct{ recs []Record }
+
+func (s *collectSink) Write(recs []Record) error {
+	s.recs = append(s.recs, recs...)
+	return nil
 }

@@ -122,7 +122,7 @@ func (t *Tracer) addMap(m *Mapping, r Range, pc uint64, tid int) error {
 	if pciDir != "" && !t.pciSeen[pciDir] {
 		t.pciSeen[pciDir] = true
 		if line, err := pciDevLine(pciDir); err == nil {
-			if err := t.emit(&trace.Record{Kind: trace.KindPCIDev, Text: line}); err != nil {
+			if err := t.emit(&trace.Record{Kind: trace.KindPCIDev, Time: trace.Now(), Text: line}); err != nil {
 				return err
 			}
 		} else {
@@ -152,7 +152,7 @@ func (t *Tracer) addMap(m *Mapping, r Range, pc uint64, tid int) error {
 		Virt: tm.start, Len: r.Len, PC: pc, TID: int32(tid)}); err != nil {
 		return err
 	}
-	return t.emit(&trace.Record{Kind: trace.KindName, MapID: tm.id, Text: tm.stats.Path})
+	return t.emit(&trace.Record{Kind: trace.KindName, Time: now, MapID: tm.id, Text: tm.stats.Path})
 }
 
 func displayPath(p string) string {

@@ -125,7 +125,7 @@ func (t *Tracer) placeWatches(th *thread) error {
 			Len: w.Len, PC: th.regs.Rip, TID: int32(th.tid)}); err != nil {
 			return err
 		}
-		if err := t.emit(&trace.Record{Kind: trace.KindName, MapID: st.id, Text: w.Name}); err != nil {
+		if err := t.emit(&trace.Record{Kind: trace.KindName, Time: now, MapID: st.id, Text: w.Name}); err != nil {
 			return err
 		}
 	}

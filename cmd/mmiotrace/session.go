@@ -25,7 +25,10 @@ func openOutput(name string) (*logOutput, error) {
 		return nil, err
 	}
 	sink := trace.NewTextSink(w)
-	return &logOutput{buf: trace.NewBuffer(sink, sink.Flush, 1<<15), close: closeFn}, nil
+	// One timeline: tracepoint and perf records, polled from other
+	// goroutines, are merged into each batch by time.
+	buf := trace.NewBuffer(sink, sink.Flush, 1<<15, trace.SortByTime())
+	return &logOutput{buf: buf, close: closeFn}, nil
 }
 
 func openLog(name string) (io.Writer, func() error, error) {
