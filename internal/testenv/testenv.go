@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -96,8 +97,10 @@ func BuildGo(t testing.TB, dir string, args ...string) string {
 	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, args...), ".")...)
 	cmd.Dir = abs
 	// Static, as the README builds mmiotrace: package net would otherwise
-	// link libc for its cgo resolver.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	// link libc for its cgo resolver. The race detector needs cgo.
+	if !slices.Contains(args, "-race") {
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", dir, err, b)
 	}
