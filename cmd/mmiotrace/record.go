@@ -39,7 +39,7 @@ Examples:
 
 func runRecord(args []string) int {
 	fs := newFlags("record", recordHelp)
-	out := fs.String("o", "mmiotrace.log", `log file ("-" for stdout)`)
+	out := fs.String("o", "mmiotrace.log", "write the log to `FILE` (\"-\" for stdout)")
 	pid := fs.Int("p", 0, "attach to the running process `PID`")
 	var globs, ranges listFlag
 	fs.Var(&globs, "map", "trace mappings whose path matches `GLOB` (repeatable)")

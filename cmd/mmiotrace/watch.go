@@ -39,10 +39,10 @@ Examples:
 
 func runWatch(args []string) int {
 	fs := newFlags("watch", watchHelp)
-	out := fs.String("o", "mmiotrace.log", `log file ("-" for stdout)`)
+	out := fs.String("o", "mmiotrace.log", "write the log to `FILE` (\"-\" for stdout)")
 	pid := fs.Int("p", 0, "attach to the running process `PID`")
 	quiet := fs.Bool("q", false, "no progress line or summary")
-	backend := fs.String("backend", "ptrace", "debug registers through `ptrace` (each hit stops the thread; exact values) or perf (perf_event_open breakpoints; no stop; values from registers where the instruction allows, else read later)")
+	backend := fs.String("backend", "ptrace", "`NAME` of the debug-register backend: ptrace (each hit stops the thread; exact values) or perf (perf_event_open breakpoints: no stop, about twice as fast; values from the registers where the instruction holds them, else read later)")
 	specArgs, argv, code, ok := parseInterleaved(fs, args)
 	if !ok {
 		return code
