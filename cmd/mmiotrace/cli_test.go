@@ -586,3 +586,27 @@ func TestManyTracees(t *testing.T) {
 		}
 	}
 }
+
+// TestTracepointThreadIDs checks --tp-tids: every event carries the id of
+// a thread of the program.
+func TestTracepointThreadIDs(t *testing.T) {
+	bin := mmiotraceBin(t)
+	demo := testenv.BuildGo(t, "../../examples/tracepoint")
+	log := filepath.Join(t.TempDir(), "tids.log")
+	out, err := exec.Command(bin, "record", "-q", "--tp-tids", "-e", "demo:*", "-o", log, "--", demo, "-n", "20").CombinedOutput()
+	if err != nil {
+		t.Fatalf("record: %v\n%s", err, out)
+	}
+	n := 0
+	for _, r := range readLog(t, log) {
+		if r.Kind == trace.KindEvent {
+			n++
+			if r.TID <= 0 {
+				t.Fatalf("event %s with tid %d", r.Text, r.TID)
+			}
+		}
+	}
+	if n != 60 {
+		t.Errorf("%d events, want 60 (20 each of doorbell, irq, complete)", n)
+	}
+}

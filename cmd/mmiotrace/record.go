@@ -46,6 +46,7 @@ func runRecord(args []string) int {
 	fs.Var(&ranges, "range", "trace the virtual range `ADDR+LEN`, hex or decimal (repeatable)")
 	var events listFlag
 	fs.Var(&events, "e", "collect the tracepoints matching `PROVIDER:EVENT` (globs allowed, repeatable)")
+	tpTIDs := fs.Bool("tp-tids", false, "make a spawned program's tracepoint events carry thread ids (a system call per event)")
 	quiet := fs.Bool("q", false, "no progress line or summary")
 	noPin := fs.Bool("no-pin", false, "do not run the program's threads on the tracer's CPU (slower hits; see docs/RECORD.md)")
 	if code, ok := parse(fs, args); !ok {
@@ -90,6 +91,9 @@ func runRecord(args []string) int {
 		// The program starts recording the events at init, into a ring the
 		// collector adopts: nothing fired before it connects is lost.
 		env = append(os.Environ(), tpcollect.EnvVar+"="+tpcollect.EnvValueWait(events))
+		if *tpTIDs {
+			env = append(env, tpcollect.EnvTIDs+"=1")
+		}
 	}
 	self, err := os.Executable()
 	if err != nil {

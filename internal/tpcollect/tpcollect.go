@@ -31,6 +31,10 @@ import (
 // tracepoint expose its tracepoints at init. See EnvValue for its values.
 const EnvVar = wire.EnvVar
 
+// EnvTIDs, set to 1, makes a program's events carry thread ids (see
+// wire.EnvTIDs).
+const EnvTIDs = wire.EnvTIDs
+
 // EnvValue returns the value of EnvVar for a program spawned to record
 // patterns: the program exposes its tracepoints and starts recording the
 // matching ones into a ring at init, before main; the Session opened later

@@ -21,6 +21,12 @@ import (
 // that ring.
 const EnvVar = "MMIOTRACE_TRACEPOINTS"
 
+// EnvTIDs, set to 1 in a program's environment, makes its tracepoint
+// records carry the firing thread's id. It is opt-in because reading the id
+// is a system call (gettid), which costs more than the rest of a collected
+// event.
+const EnvTIDs = "MMIOTRACE_TRACEPOINT_TIDS"
+
 // EnvValue returns the value of EnvVar that starts recording patterns at
 // init, or "1" (expose only) when patterns is empty.
 func EnvValue(patterns []string) string {
