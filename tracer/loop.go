@@ -267,6 +267,7 @@ func (t *Tracer) openImage(th *thread) error {
 func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 	if ws.Exited() || ws.Signaled() {
 		delete(t.foreign, tid)
+		delete(t.vforked, tid)
 		return nil
 	}
 	if !ws.Stopped() {
@@ -276,7 +277,14 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 	switch ev := ptrace.Event(ws); {
 	case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
 		if msg, err := ptrace.GetEventMsg(tid); err == nil {
-			t.adopt(int(msg), unix.PTRACE_EVENT_VFORK) // a child of a child: nothing to restore
+			t.adopt(int(msg), -1) // a child of a child: nothing to restore
+		}
+	case ev == unix.PTRACE_EVENT_EXEC && t.vforked[tid]:
+		// A vfork child no longer shares the program's memory.
+		delete(t.vforked, tid)
+		if !t.spawned {
+			delete(t.foreign, tid)
+			return ignoreGone(ptrace.Detach(tid, 0))
 		}
 	case ev == unix.PTRACE_EVENT_STOP:
 		if i := indexOf(t.forked, tid); i >= 0 {
@@ -285,21 +293,27 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 				return err
 			}
 		}
-		if !t.spawned {
+		if !t.spawned && !t.vforked[tid] {
 			delete(t.foreign, tid)
 			return ignoreGone(ptrace.Detach(tid, 0))
 		}
 	case ev != 0 || ptrace.IsSyscallStop(ws):
+	case ws.StopSignal() == unix.SIGSEGV && t.vforked[tid]:
+		// A vfork child runs in the program's memory until it execs or
+		// exits: its accesses to armed pages are hits like any thread's.
+		return t.fault(&thread{tid: tid})
 	default:
 		sig = int(ws.StopSignal())
 	}
 	return ignoreGone(ptrace.Cont(tid, sig))
 }
 
-// adopt records a new tracee announced by a clone, fork or vfork event: a
-// thread of the program for clone, an untraced child process otherwise (a
-// fork child has the parent's armed pages to restore; a vfork child shares
-// the parent's memory). If its first stop came already, it is handled now.
+// adopt records a new tracee announced by a clone, fork or vfork event (ev;
+// -1 for a child of a child): a thread of the program for clone, an
+// untraced child process otherwise. A fork child has the parent's armed
+// pages to restore; a vfork child shares the parent's memory, so its hits
+// are handled until it execs or exits. If the tracee's first stop came
+// already, it is handled now.
 func (t *Tracer) adopt(tid, ev int) {
 	switch ev {
 	case unix.PTRACE_EVENT_CLONE:
@@ -307,6 +321,9 @@ func (t *Tracer) adopt(tid, ev int) {
 	case unix.PTRACE_EVENT_FORK:
 		t.foreign[tid] = true
 		t.forked = append(t.forked, tid)
+	case unix.PTRACE_EVENT_VFORK:
+		t.foreign[tid] = true
+		t.vforked[tid] = true
 	default:
 		t.foreign[tid] = true
 	}

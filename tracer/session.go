@@ -125,6 +125,7 @@ type Tracer struct {
 	pidSeen      atomic.Int64            // the pid, for other goroutines
 	foreign      map[int]bool            // fork children: kept running, not traced
 	early        map[int]unix.WaitStatus // first stops of tracees not announced yet
+	vforked      map[int]bool            // vfork children still sharing the program's memory
 	forked       []int                   // fork children whose pages are still armed
 	waker        *os.Process
 	wakePipe     *os.File
@@ -167,6 +168,7 @@ func New(cfg Config) (*Tracer, error) {
 		icache:  make(map[uint64]*x86.Inst),
 		foreign: make(map[int]bool),
 		early:   make(map[int]unix.WaitStatus),
+		vforked: make(map[int]bool),
 		xsave:   make([]byte, 16384),
 		nextID:  1,
 	}

@@ -610,3 +610,33 @@ func TestTracepointThreadIDs(t *testing.T) {
 		t.Errorf("%d events, want 60 (20 each of doorbell, irq, complete)", n)
 	}
 }
+
+// TestVforkChild checks that a vfork child's access to a traced page, made
+// in its parent's memory, is executed and logged with the child's id.
+func TestVforkChild(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/vfork.c")
+	log := filepath.Join(t.TempDir(), "vfork.log")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-vfork-%d", os.Getpid())
+	defer os.Remove(shm)
+	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
+	if err != nil {
+		t.Fatalf("record: %v (status 12: the child's store was lost)\n%s", err, out)
+	}
+	var got []string
+	tids := map[string]int32{}
+	for _, r := range readLog(t, log) {
+		if r.Kind == trace.KindWrite || r.Kind == trace.KindRead {
+			s := fmt.Sprintf("%v %#x %#x", r.Kind, r.Phys, r.Uint64())
+			got = append(got, s)
+			tids[s] = r.TID
+		}
+	}
+	want := []string{"W 0x0 0x1", "W 0xc 0x44", "R 0xc 0x44"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Fatalf("records %v, want %v", got, want)
+	}
+	if tids["W 0xc 0x44"] == tids["W 0x0 0x1"] {
+		t.Errorf("the child's store is logged with the parent's id %d", tids["W 0x0 0x1"])
+	}
+}
