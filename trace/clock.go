@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"math"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,11 +17,25 @@ var (
 	anchorMono int64
 )
 
+// init anchors the clocks: it brackets a time.Now between two
+// clock_gettime calls, keeps the tightest of a few brackets (a preemption
+// or a slow system call widens one), and takes its middle, so that Now is
+// within half that bracket (a fraction of a microsecond) of the kernel's
+// clock.
 func init() {
-	var ts unix.Timespec
-	anchorTime = time.Now()
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err == nil {
-		anchorMono = ts.Nano()
+	best := int64(math.MaxInt64)
+	for range 16 {
+		var a, b unix.Timespec
+		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &a) != nil {
+			return
+		}
+		t := time.Now()
+		if unix.ClockGettime(unix.CLOCK_MONOTONIC, &b) != nil {
+			return
+		}
+		if d := b.Nano() - a.Nano(); d < best {
+			best, anchorTime, anchorMono = d, t, a.Nano()+d/2
+		}
 	}
 }
 
