@@ -131,15 +131,6 @@ func runWatch(args []string) int {
 	return exitCode("watch", result, runErr, werr)
 }
 
-func indexArg(args []string, s string) int {
-	for i, a := range args {
-		if a == s {
-			return i
-		}
-	}
-	return -1
-}
-
 // printWatchStats prints the ksym tracer's table: symbol, access, hits,
 // most hits first.
 func printWatchStats(w *os.File, stats []tracer.WatchStats) {
