@@ -494,71 +494,27 @@ func TestUnknownOnDevice(t *testing.T) {
 // armed pages back and runs untraced; exec ends every traced mapping with an
 // UNMAP, and the new image's mappings are traced under new ids.
 func TestForkAndExec(t *testing.T) {
-	bin := mmiotraceBin(t)
-	prog := testenv.BuildC(t, "testdata/forkexec.c")
-	log := filepath.Join(t.TempDir(), "fe.log")
-	shm := fmt.Sprintf("/dev/shm/mmiotrace-forkexec-%d", os.Getpid())
-	defer os.Remove(shm)
-	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
-	if err != nil {
-		t.Fatalf("record: %v (the fixture's status says where it failed)\n%s", err, out)
-	}
-	var got []string
-	for _, r := range readLog(t, log) {
-		switch r.Kind {
-		case trace.KindMap:
-			got = append(got, fmt.Sprintf("MAP %d", r.MapID))
-		case trace.KindUnmap:
-			got = append(got, fmt.Sprintf("UNMAP %d", r.MapID))
-		case trace.KindRead, trace.KindWrite:
-			got = append(got, fmt.Sprintf("%v %d %#x %#x", r.Kind, r.MapID, r.Phys, r.Uint64()))
-		}
-	}
-	want := []string{
+	got := mapLines(recordShm(t, testenv.BuildC(t, "testdata/forkexec.c"), "forkexec"), false)
+	sameLines(t, got, []string{
 		"MAP 1", "W 1 0x0 0x11", // the parent; the child's store is not traced
 		"UNMAP 1",                                          // exec
 		"MAP 2", "W 2 0x8 0x33", "R 2 0x4 0x22", "UNMAP 2", // the new image, until exit
-	}
-	if strings.Join(got, "; ") != strings.Join(want, "; ") {
-		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
-	}
+	})
 }
 
 // TestMappingChanges follows a traced mapping through a partial munmap
 // (the rest keeps its id), mprotect away and back (still traced), and
 // mremap (a new id for the new mapping).
 func TestMappingChanges(t *testing.T) {
-	bin := mmiotraceBin(t)
-	prog := testenv.BuildC(t, "testdata/remap.c")
-	log := filepath.Join(t.TempDir(), "remap.log")
-	shm := fmt.Sprintf("/dev/shm/mmiotrace-remap-%d", os.Getpid())
-	defer os.Remove(shm)
-	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
-	if err != nil {
-		t.Fatalf("record: %v (the fixture's status says where it failed)\n%s", err, out)
-	}
-	var got []string
-	for _, r := range readLog(t, log) {
-		switch r.Kind {
-		case trace.KindMap:
-			got = append(got, fmt.Sprintf("MAP %d %#x %#x", r.MapID, r.Phys, r.Len))
-		case trace.KindUnmap:
-			got = append(got, fmt.Sprintf("UNMAP %d", r.MapID))
-		case trace.KindRead, trace.KindWrite:
-			got = append(got, fmt.Sprintf("%v %d %#x %#x", r.Kind, r.MapID, r.Phys, r.Uint64()))
-		}
-	}
-	want := []string{
+	got := mapLines(recordShm(t, testenv.BuildC(t, "testdata/remap.c"), "remap"), true)
+	sameLines(t, got, []string{
 		"MAP 1 0x0 0x3000",
 		"W 1 0x0 0x1", "W 1 0x1000 0x2", "W 1 0x2000 0x3",
 		"W 1 0x0 0x4", "W 1 0x2000 0x5", // after the munmap of the middle page
 		"R 1 0x0 0x4", "W 1 0x0 0x6", // read-only, then writable again
 		"MAP 2 0x2000 0x2000", "W 2 0x2004 0x7", "W 2 0x3000 0x8", // mremap
 		"UNMAP 1", "UNMAP 2", // exit
-	}
-	if strings.Join(got, "; ") != strings.Join(want, "; ") {
-		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
-	}
+	})
 }
 
 // TestManyTracees spawns threads, children and grandchildren in quick
@@ -614,29 +570,61 @@ func TestTracepointThreadIDs(t *testing.T) {
 // TestVforkChild checks that a vfork child's access to a traced page, made
 // in its parent's memory, is executed and logged with the child's id.
 func TestVforkChild(t *testing.T) {
-	bin := mmiotraceBin(t)
-	prog := testenv.BuildC(t, "testdata/vfork.c")
-	log := filepath.Join(t.TempDir(), "vfork.log")
-	shm := fmt.Sprintf("/dev/shm/mmiotrace-vfork-%d", os.Getpid())
-	defer os.Remove(shm)
-	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
-	if err != nil {
-		t.Fatalf("record: %v (status 12: the child's store was lost)\n%s", err, out)
-	}
 	var got []string
 	tids := map[string]int32{}
-	for _, r := range readLog(t, log) {
+	for _, r := range recordShm(t, testenv.BuildC(t, "testdata/vfork.c"), "vfork") {
 		if r.Kind == trace.KindWrite || r.Kind == trace.KindRead {
 			s := fmt.Sprintf("%v %#x %#x", r.Kind, r.Phys, r.Uint64())
 			got = append(got, s)
 			tids[s] = r.TID
 		}
 	}
-	want := []string{"W 0x0 0x1", "W 0xc 0x44", "R 0xc 0x44"}
-	if strings.Join(got, "; ") != strings.Join(want, "; ") {
-		t.Fatalf("records %v, want %v", got, want)
-	}
+	sameLines(t, got, []string{"W 0x0 0x1", "W 0xc 0x44", "R 0xc 0x44"})
 	if tids["W 0xc 0x44"] == tids["W 0x0 0x1"] {
 		t.Errorf("the child's store is logged with the parent's id %d", tids["W 0x0 0x1"])
+	}
+}
+
+// recordShm traces prog (given the shm path as its argument) with --map shm
+// and returns the log's records.
+func recordShm(t *testing.T, prog, name string) []trace.Record {
+	t.Helper()
+	bin := mmiotraceBin(t)
+	log := filepath.Join(t.TempDir(), name+".log")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-%s-%d", name, os.Getpid())
+	defer os.Remove(shm)
+	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
+	if err != nil {
+		t.Fatalf("record: %v (the fixture's status says where it failed)\n%s", err, out)
+	}
+	return readLog(t, log)
+}
+
+// mapLines renders MAP, UNMAP, R and W records in short form, for exact
+// comparisons; withRange adds a MAP's phys and length.
+func mapLines(recs []trace.Record, withRange bool) []string {
+	var got []string
+	for _, r := range recs {
+		switch r.Kind {
+		case trace.KindMap:
+			if withRange {
+				got = append(got, fmt.Sprintf("MAP %d %#x %#x", r.MapID, r.Phys, r.Len))
+			} else {
+				got = append(got, fmt.Sprintf("MAP %d", r.MapID))
+			}
+		case trace.KindUnmap:
+			got = append(got, fmt.Sprintf("UNMAP %d", r.MapID))
+		case trace.KindRead, trace.KindWrite:
+			got = append(got, fmt.Sprintf("%v %d %#x %#x", r.Kind, r.MapID, r.Phys, r.Uint64()))
+		}
+	}
+	return got
+}
+
+// sameLines fails t unless got is want.
+func sameLines(t *testing.T, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	}
 }
