@@ -1,88 +1,29 @@
 package symbols
 
 import (
-	"bufio"
 	"debug/elf"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/internal/procmaps"
 )
 
 // pageMask masks the offset within an x86-64 base page.
 const pageMask = 4096 - 1
 
 // Mapping is one line of /proc/PID/maps.
-type Mapping struct {
-	Start, End uint64
-	Perms      string // "r-xp" and the like
-	Offset     uint64 // file offset of Start
-	Dev        uint64 // device of the mapped file, as unix.Mkdev builds it
-	Inode      uint64
-	Path       string // file path, "[heap]", "[stack]", or empty
-}
+type Mapping = procmaps.Mapping
 
 // ReadMaps reads the mappings of process pid.
 func ReadMaps(pid int) ([]Mapping, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/maps")
+	maps, err := procmaps.Read(pid)
 	if err != nil {
 		return nil, fmt.Errorf("symbols: %w", err)
 	}
-	defer f.Close()
-	var out []Mapping
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		m, err := parseMapsLine(sc.Text())
-		if err != nil {
-			return nil, fmt.Errorf("symbols: /proc/%d/maps: %w", pid, err)
-		}
-		out = append(out, m)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("symbols: /proc/%d/maps: %w", pid, err)
-	}
-	return out, nil
-}
-
-// parseMapsLine parses "start-end perms offset major:minor inode   path".
-func parseMapsLine(line string) (Mapping, error) {
-	var m Mapping
-	fields := strings.Fields(line)
-	if len(fields) < 5 {
-		return m, fmt.Errorf("short line %q", line)
-	}
-	start, end, ok := strings.Cut(fields[0], "-")
-	var err1, err2, err3, err4, err5, err6 error
-	m.Start, err1 = strconv.ParseUint(start, 16, 64)
-	m.End, err2 = strconv.ParseUint(end, 16, 64)
-	m.Perms = fields[1]
-	m.Offset, err3 = strconv.ParseUint(fields[2], 16, 64)
-	maj, min, ok2 := strings.Cut(fields[3], ":")
-	var major, minor uint64
-	major, err4 = strconv.ParseUint(maj, 16, 32)
-	minor, err5 = strconv.ParseUint(min, 16, 32)
-	m.Inode, err6 = strconv.ParseUint(fields[4], 10, 64)
-	if !ok || !ok2 || err1 != nil || err2 != nil || err3 != nil || err4 != nil || err5 != nil || err6 != nil {
-		return m, fmt.Errorf("bad line %q", line)
-	}
-	m.Dev = unix.Mkdev(uint32(major), uint32(minor))
-	// The path is the rest of the line after the inode; it may contain
-	// spaces, and ends in " (deleted)" for files removed since.
-	if len(fields) > 5 {
-		rest := line
-		for range 5 {
-			rest = strings.TrimLeft(rest, " ")
-			if i := strings.IndexByte(rest, ' '); i >= 0 {
-				rest = rest[i:]
-			}
-		}
-		m.Path = strings.TrimLeft(rest, " ")
-	}
-	return m, nil
+	return maps, nil
 }
 
 // BiasAt returns the load bias of the file when part of one of its PT_LOAD

@@ -129,7 +129,7 @@ func (t *Tracer) addMap(m *Mapping, r Range, pc uint64, tid int) error {
 			t.warn(fmt.Sprintf("no PCIDEV line for %s: %v", pciDir, err))
 		}
 	}
-	if m.Shared {
+	if m.Shared() {
 		a, err := t.openAlias(m)
 		if err != nil {
 			t.warn(fmt.Sprintf("%s: no alias mapping, accesses go through /proc/%d/mem and may not keep their width: %v", m.Path, t.pid, err))
@@ -137,7 +137,7 @@ func (t *Tracer) addMap(m *Mapping, r Range, pc uint64, tid int) error {
 		tm.alias = a
 	}
 	tm.probe = &kmmio.Probe{Addr: tm.start, Len: r.Len, Post: t.logHit, Data: tm}
-	if err := t.engine.Register(tm.probe, m.Prot); err != nil {
+	if err := t.engine.Register(tm.probe, m.Prot()); err != nil {
 		tm.alias.put()
 		return fmt.Errorf("trace %s at %#x: %w", displayPath(m.Path), tm.start, err)
 	}
@@ -204,7 +204,7 @@ func (t *Tracer) openAlias(m *Mapping) (*alias, error) {
 		}
 	}
 	flags, prot := os.O_RDONLY, unix.PROT_READ
-	if m.Prot&protWrite != 0 {
+	if m.Prot()&protWrite != 0 {
 		flags, prot = os.O_RDWR, unix.PROT_READ|unix.PROT_WRITE
 	}
 	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/map_files/%x-%x", t.pid, m.Start, m.End), flags, 0)

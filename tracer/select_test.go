@@ -77,35 +77,6 @@ func TestPieces(t *testing.T) {
 	}
 }
 
-func TestParseMaps(t *testing.T) {
-	data := `00400000-00452000 r-xp 00000000 08:02 173521      /usr/bin/dbus-daemon
-7f2c4a000000-7f2c4a001000 rw-s 00003000 00:1a 99    /dev/shm/my dev (deleted)
-7ffd2a1e6000-7ffd2a207000 rw-p 00000000 00:00 0                          [stack]
-7f2c4b000000-7f2c4b100000 ---p 00000000 00:00 0
-`
-	maps, err := ParseMaps([]byte(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(maps) != 4 {
-		t.Fatalf("%d mappings", len(maps))
-	}
-	m := maps[1]
-	if m.Start != 0x7f2c4a000000 || m.End != 0x7f2c4a001000 || m.Prot != protRead|protWrite || !m.Shared ||
-		m.Offset != 0x3000 || m.Path != "/dev/shm/my dev" || m.Anonymous() {
-		t.Errorf("shared mapping parsed as %+v", m)
-	}
-	if maps[0].Prot != protRead|protExec || maps[0].Shared {
-		t.Errorf("text mapping parsed as %+v", maps[0])
-	}
-	if !maps[2].Anonymous() || !maps[3].Anonymous() || maps[3].Prot != 0 {
-		t.Errorf("anonymous mappings parsed as %+v, %+v", maps[2], maps[3])
-	}
-	if _, err := ParseMaps([]byte("nonsense\n")); err == nil {
-		t.Error("ParseMaps accepted a bad line")
-	}
-}
-
 func TestPhysBase(t *testing.T) {
 	for _, tc := range []struct {
 		m    Mapping

@@ -115,7 +115,7 @@ func (r *SpecResolver) Pending() int { return len(r.specs) - len(r.placed) }
 
 // Resolve implements WatchResolver.
 func (r *SpecResolver) Resolve(pid int) ([]Watch, int, error) {
-	maps, err := symbols.ReadMaps(pid)
+	maps, err := ReadMaps(pid)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -144,7 +144,7 @@ func (r *SpecResolver) Resolve(pid int) ([]Watch, int, error) {
 
 // locate finds a symbol's run-time address in the mapped files: the
 // executable, or the library named by LIB.
-func (r *SpecResolver) locate(sp symbols.Spec, maps []symbols.Mapping, exe string) (uint64, uint64, bool, error) {
+func (r *SpecResolver) locate(sp symbols.Spec, maps []Mapping, exe string) (uint64, uint64, bool, error) {
 	for _, m := range maps {
 		if m.Offset != 0 || !strings.HasPrefix(m.Path, "/") {
 			continue

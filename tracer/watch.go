@@ -166,7 +166,7 @@ func (t *Tracer) placeOne(st *watchState) error {
 	st.probe = &kmmio.Probe{Addr: st.Addr, Len: st.Len, Post: t.logWatchHit, Data: st}
 	prot := protRead | protWrite
 	if m := t.mappingOf(st.Addr); m != nil {
-		prot = m.Prot
+		prot = m.Prot()
 	}
 	if err := t.engine.Register(st.probe, prot); err != nil {
 		return fmt.Errorf("watch %s by page protection: %w", st.Name, err)

@@ -1,15 +1,13 @@
 package ptrace
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/internal/procmaps"
 )
 
 // ErrGone means the thread exited or was killed while the tracer was using
@@ -20,27 +18,18 @@ var ErrGone = errors.New("thread is gone")
 // the tracee, to which injected system calls jump. It looks in the vDSO, which
 // every process has and which never changes, then in any executable mapping.
 func FindSyscallInsn(pid int, mem *Mem) (uint64, error) {
-	maps, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	maps, err := procmaps.Read(pid)
 	if err != nil {
 		return 0, fmt.Errorf("find syscall instruction: %w", err)
 	}
 	var vdso, exec [][2]uint64
-	sc := bufio.NewScanner(bytes.NewReader(maps))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 5 || !strings.Contains(f[1], "x") {
-			continue
-		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		if !ok {
-			continue
-		}
-		a, _ := strconv.ParseUint(lo, 16, 64)
-		b, _ := strconv.ParseUint(hi, 16, 64)
-		if len(f) >= 6 && f[5] == "[vdso]" {
-			vdso = append(vdso, [2]uint64{a, b})
-		} else if len(f) >= 6 && f[5] != "[vsyscall]" {
-			exec = append(exec, [2]uint64{a, b})
+	for _, m := range maps {
+		switch {
+		case m.Prot()&procmaps.ProtExec == 0 || m.Path == "[vsyscall]":
+		case m.Path == "[vdso]":
+			vdso = append(vdso, [2]uint64{m.Start, m.End})
+		case m.Path != "":
+			exec = append(exec, [2]uint64{m.Start, m.End})
 		}
 	}
 	for _, r := range append(vdso, exec...) {
