@@ -260,8 +260,8 @@ func (ps *perfSet) emit(r *trace.Record) {
 	}
 }
 
-// accessAt finds the instruction that ends at ip and touches the piece, by
-// decoding backwards, cached by ip.
+// accessAt finds the instruction that ends at ip and touches the piece
+// (accessorBefore), cached by ip.
 func (ps *perfSet) accessAt(ip uint64, req hwbp.Request, regs *unix.PtraceRegs) (uint64, *x86.Inst) {
 	if in, ok := ps.cache[ip]; ok {
 		return ip - uint64(in.Len), in
@@ -270,17 +270,11 @@ func (ps *perfSet) accessAt(ip uint64, req hwbp.Request, regs *unix.PtraceRegs) 
 	if ps.mem.ReadPartial(code[:], ip-15) < 15 {
 		return ip, nil
 	}
-	for l := 15; l >= 1; l-- {
-		in, err := x86.Decode(code[15-l:])
-		if err != nil || in.Len != l {
-			continue
-		}
-		if touches(in, ip-uint64(l), regs, req.Addr, uint64(req.Len)) {
-			ps.cache[ip] = in
-			return ip - uint64(l), in
-		}
+	pc, in := accessorBefore(code[:], ip, regs, req.Addr, uint64(req.Len))
+	if in != nil {
+		ps.cache[ip] = in
 	}
-	return ip, nil
+	return pc, in
 }
 
 // ptraceRegs lays out a sample's registers as ptrace's, for MemOperand.
@@ -301,7 +295,7 @@ func valueFromRegs(in *x86.Inst, r *unix.PtraceRegs) (uint64, bool) {
 		if _, ok := a[0].(x86asm.Mem); ok {
 			switch src := a[1].(type) {
 			case x86asm.Reg:
-				return regValue(src, r)
+				return x86.RegValue(r, src)
 			case x86asm.Imm:
 				return uint64(src), true
 			}
@@ -311,21 +305,9 @@ func valueFromRegs(in *x86.Inst, r *unix.PtraceRegs) (uint64, bool) {
 	case x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD:
 		if dst, ok := a[0].(x86asm.Reg); ok {
 			if _, ok := a[1].(x86asm.Mem); ok {
-				return regValue(dst, r)
+				return x86.RegValue(r, dst)
 			}
 		}
 	}
 	return 0, false
-}
-
-// regValue reads a general register of any width (AH..BH included).
-func regValue(reg x86asm.Reg, r *unix.PtraceRegs) (uint64, bool) {
-	if reg >= x86asm.AH && reg <= x86asm.BH {
-		return regByIndex(r, int(reg-x86asm.AH)) >> 8 & 0xff, true
-	}
-	i := gpr(reg)
-	if i < 0 {
-		return 0, false
-	}
-	return regByIndex(r, i), true
 }

@@ -346,53 +346,49 @@ func (t *Tracer) logTrap(th *thread, st *watchState, req hwbp.Request) error {
 }
 
 // prevInstruction finds the instruction that ends at rip and accesses
-// [addr, addr+n), caching the answer by rip.
+// [addr, addr+n), caching confirmed answers by rip.
 func (t *Tracer) prevInstruction(rip, addr, n uint64, regs *unix.PtraceRegs) prevInsn {
 	if p, ok := t.watch.prev[rip]; ok {
 		return p
 	}
-	var code [30]byte
-	start := rip - 15
-	got := t.mem.ReadPartial(code[:15], start)
-	if got < 15 {
+	var code [15]byte
+	if t.mem.ReadPartial(code[:], rip-15) < 15 {
 		return prevInsn{pc: rip} // the previous page is not readable
 	}
-	best := prevInsn{pc: rip}
-	at := *regs
-	for l := 15; l >= 1; l-- {
-		in, err := x86.Decode(code[15-l : 15])
+	if pc, in := accessorBefore(code[:], rip, regs, addr, n); in != nil {
+		// Cached only when confirmed: another watch's piece may be what
+		// the instruction at this RIP touches.
+		p := prevInsn{pc: pc, in: in}
+		t.watch.prev[rip] = p
+		return p
+	}
+	// A load into its own base or index register (mov (%rax),%eax, common
+	// after a GOT load in PIC code) leaves registers from which no
+	// candidate's operand reaches the piece. Such a load is recognised by
+	// its destination holding the loaded bytes. It is not cached: the
+	// registers decide, not the address.
+	if c, ok := t.selfClobberingLoad(code[:], rip, addr, n, regs); ok {
+		return c
+	}
+	return prevInsn{pc: rip}
+}
+
+// accessorBefore decodes backwards from ip (code holds the 15 bytes before
+// it) for the instruction that ends at ip and whose memory operand, computed
+// with regs and its own address for RIP-relative operands, touches
+// [addr, addr+n). Data breakpoints trap after the access, with RIP on the
+// next instruction; this is how the accessing one is found.
+func accessorBefore(code []byte, ip uint64, regs *unix.PtraceRegs, addr, n uint64) (uint64, *x86.Inst) {
+	for l := len(code); l >= 1; l-- {
+		in, err := x86.Decode(code[len(code)-l:])
 		if err != nil || in.Len != l {
 			continue
 		}
-		at.Rip = rip - uint64(l) // RIP-relative operands count from the instruction
-		a, sz, _, _, ok := in.MemOperand(&at)
-		if !ok {
-			continue
-		}
-		if a < addr+n && addr < a+uint64(sz) {
-			best = prevInsn{pc: rip - uint64(l), in: in}
-			break
-		}
-		if best.in == nil {
-			best = prevInsn{pc: rip - uint64(l), in: in}
+		if touches(in, ip-uint64(l), regs, addr, n) {
+			return ip - uint64(l), in
 		}
 	}
-	if best.in == nil || !touches(best.in, best.pc, regs, addr, n) {
-		// A load into its own base or index register (mov (%rax),%eax,
-		// common after a GOT load in PIC code) leaves registers from which
-		// no candidate's operand reaches the piece. Such a load is
-		// recognised by its destination holding the loaded bytes. It is
-		// not cached: the registers decide, not the address.
-		if c, ok := t.selfClobberingLoad(code[:15], rip, addr, n, regs); ok {
-			return c
-		}
-	}
-	if best.in != nil && touches(best.in, best.pc, regs, addr, n) {
-		// Only a confirmed answer is cached: another watch's piece may be
-		// what the instruction at this RIP touches.
-		t.watch.prev[rip] = best
-	}
-	return best
+	return ip, nil
 }
 
 // touches reports whether in, at pc, accesses [addr, addr+n) with regs.
@@ -427,15 +423,15 @@ func (t *Tracer) selfClobberingLoad(code []byte, rip, addr, n uint64, regs *unix
 		if !ok || mem.Segment != 0 {
 			continue
 		}
-		d := gpr(dst)
-		if d < 0 || d != gpr(mem.Base) && d != gpr(mem.Index) {
+		d := x86.RegNumber(dst)
+		if d < 0 || d != x86.RegNumber(mem.Base) && d != x86.RegNumber(mem.Index) {
 			continue
 		}
 		_, sz, rd, _, ok := in.MemOperand(&unix.PtraceRegs{})
 		if !ok || !rd || sz < 1 || sz > 8 {
 			continue
 		}
-		v := regByIndex(regs, d)
+		v, _ := x86.RegValue(regs, dst)
 		var buf [8]byte
 		// Try accesses that overlap the piece, aligned ones first.
 		for _, aligned := range []bool{true, false} {
@@ -463,29 +459,6 @@ func (t *Tracer) selfClobberingLoad(code []byte, rip, addr, n uint64, regs *unix
 		}
 	}
 	return prevInsn{}, false
-}
-
-// gpr returns the number (0 rax ... 15 r15) of a general register of any
-// width, or -1 (also for AH..BH, which no address uses).
-func gpr(r x86asm.Reg) int {
-	switch {
-	case r >= x86asm.RAX && r <= x86asm.R15:
-		return int(r - x86asm.RAX)
-	case r >= x86asm.EAX && r <= x86asm.R15L:
-		return int(r - x86asm.EAX)
-	case r >= x86asm.AX && r <= x86asm.R15W:
-		return int(r - x86asm.AX)
-	case r >= x86asm.AL && r <= x86asm.BL:
-		return int(r - x86asm.AL)
-	case r >= x86asm.SPB && r <= x86asm.R15B:
-		return int(r-x86asm.SPB) + 4
-	}
-	return -1
-}
-
-func regByIndex(r *unix.PtraceRegs, i int) uint64 {
-	return [16]uint64{r.Rax, r.Rcx, r.Rdx, r.Rbx, r.Rsp, r.Rbp, r.Rsi, r.Rdi,
-		r.R8, r.R9, r.R10, r.R11, r.R12, r.R13, r.R14, r.R15}[i]
 }
 
 // watchedAccess logs an access the tracer performed (emulated, or stepped

@@ -202,17 +202,12 @@ func isLegacyPrefix(b byte) bool {
 	return false
 }
 
-// regValue reads a general register named by x86asm, at its width.
+// regValue reads a general register named by x86asm, at its width, or
+// RIP; 0 for anything else.
 func regValue(r *Regs, reg x86asm.Reg) uint64 {
-	switch {
-	case reg >= x86asm.RAX && reg <= x86asm.R15:
-		return *gpr(r, uint8(reg-x86asm.RAX))
-	case reg >= x86asm.EAX && reg <= x86asm.R15L:
-		return *gpr(r, uint8(reg-x86asm.EAX)) & 0xFFFFFFFF
-	case reg >= x86asm.AX && reg <= x86asm.R15W:
-		return *gpr(r, uint8(reg-x86asm.AX)) & 0xFFFF
-	case reg == x86asm.RIP:
+	if reg == x86asm.RIP {
 		return r.Rip
 	}
-	return 0
+	v, _ := RegValue(r, reg)
+	return v
 }
