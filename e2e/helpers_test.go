@@ -8,36 +8,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/trace"
 )
-
-// mmiotraceBin is the mmiotrace command, built once by TestMain.
-var mmiotraceBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mmiotrace-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	mmiotraceBin = filepath.Join(dir, "mmiotrace")
-	cmd := exec.Command("go", "build", "-o", mmiotraceBin, "../cmd/mmiotrace")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build mmiotrace: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
 
 // shmName returns a /dev/shm path unique to the test, removed at its end.
 func shmName(t *testing.T) string {
@@ -56,7 +34,7 @@ type result struct {
 // mmiotrace runs the mmiotrace command with args and a time limit.
 func mmiotrace(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(mmiotraceBin, args...)
+	cmd := exec.Command(testenv.BuildCLI(t), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

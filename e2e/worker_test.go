@@ -155,7 +155,7 @@ type session struct {
 
 func startSession(t *testing.T, args ...string) *session {
 	t.Helper()
-	s := &session{cmd: exec.Command(mmiotraceBin, args...), done: make(chan error, 1)}
+	s := &session{cmd: exec.Command(testenv.BuildCLI(t), args...), done: make(chan error, 1)}
 	s.cmd.Stderr = &s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start mmiotrace: %v", err)

@@ -9,48 +9,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/trace"
 )
 
-var (
-	cliOnce sync.Once
-	cliPath string
-	cliErr  error
-	cliDir  string
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if cliDir != "" {
-		os.RemoveAll(cliDir)
-	}
-	os.Exit(code)
-}
-
-// cli builds cmd/mmiotrace once per test binary.
+// cli returns the mmiotrace command (testenv.BuildCLI).
 func cli(t *testing.T) string {
 	t.Helper()
-	cliOnce.Do(func() {
-		cliDir, cliErr = os.MkdirTemp("", "watchtest-cli")
-		if cliErr != nil {
-			return
-		}
-		cliPath = filepath.Join(cliDir, "mmiotrace")
-		build := exec.Command("go", "build", "-o", cliPath, "../cmd/mmiotrace")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as the README builds it
-		out, err := build.CombinedOutput()
-		if err != nil {
-			cliErr = fmt.Errorf("go build cmd/mmiotrace: %v\n%s", err, out)
-		}
-	})
-	if cliErr != nil {
-		t.Fatal(cliErr)
-	}
-	return cliPath
+	return testenv.BuildCLI(t)
 }
 
 // access is one memory access, as the fixture logs it or as the trace has it.

@@ -16,10 +16,10 @@ import (
 	"github.com/mmiotrace/mmiotrace/trace"
 )
 
-// mmiotraceBin builds the CLI once per test binary.
+// mmiotraceBin returns the CLI, built once per version of the sources.
 func mmiotraceBin(t *testing.T) string {
 	t.Helper()
-	return testenv.BuildGo(t, ".")
+	return testenv.BuildCLI(t)
 }
 
 func readLog(t *testing.T, path string) []trace.Record {

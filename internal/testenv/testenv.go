@@ -10,6 +10,7 @@ package testenv
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,7 +75,7 @@ func BuildC(t testing.TB, src string, args ...string) string {
 	if _, err := os.Stat(out); err == nil {
 		return out
 	}
-	tmp := out + ".tmp"
+	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid()) // other test binaries may build it too: rename is atomic
 	cmd := exec.Command("gcc", append([]string{"-O1", "-g", "-Wall", "-o", tmp, src}, args...)...)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("gcc %s: %v\n%s", src, err, b)
@@ -105,4 +106,73 @@ func BuildGo(t testing.TB, dir string, args ...string) string {
 		t.Fatalf("go build %s: %v\n%s", dir, err, b)
 	}
 	return out
+}
+
+// BuildCLI builds the mmiotrace command (cmd/mmiotrace) as the README does,
+// static, and returns its path. It is built once per version of the
+// module's Go sources, and shared by every test binary.
+func BuildCLI(t testing.TB) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatalf("build mmiotrace: %v", err)
+	}
+	h := sha256.New()
+	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() && (name == "testdata" || strings.HasPrefix(name, ".")) && p != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !(strings.HasSuffix(name, ".go") || strings.HasSuffix(name, ".s") || name == "go.mod" || name == "go.sum") || strings.HasSuffix(name, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		h.Write([]byte(p))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("build mmiotrace: %v", err)
+	}
+	out := filepath.Join(cacheDir(t), "mmiotrace-"+hex.EncodeToString(h.Sum(nil))[:16]+"-"+runtime.Version())
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if _, err := os.Stat(out); err == nil {
+		return out
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", out, os.Getpid()) // other test binaries may build it too: rename is atomic
+	cmd := exec.Command("go", "build", "-o", tmp, "./cmd/mmiotrace")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/mmiotrace: %v\n%s", err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		t.Fatalf("install mmiotrace: %v", err)
+	}
+	return out
+}
+
+// moduleRoot finds the directory of go.mod above the working directory.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", os.ErrNotExist
+		}
+		dir = parent
+	}
 }
