@@ -1,6 +1,8 @@
 package tracer
 
 import (
+	"unsafe"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -17,7 +19,7 @@ import (
 // returns that CPU.
 func pinSelf() (int, bool) {
 	var cpu uint32
-	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafePointer(&cpu)), 0, 0); e != 0 {
+	if _, _, e := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), 0, 0); e != 0 {
 		return 0, false
 	}
 	var set unix.CPUSet

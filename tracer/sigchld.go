@@ -38,5 +38,3 @@ func quietStops() (restore func()) {
 		unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(unix.SIGCHLD), uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
 	}
 }
-
-func unsafePointer(p *uint32) unsafe.Pointer { return unsafe.Pointer(p) }
