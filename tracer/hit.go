@@ -7,7 +7,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/mmiotrace/mmiotrace/hwbp"
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
 	"github.com/mmiotrace/mmiotrace/internal/x86"
 	"github.com/mmiotrace/mmiotrace/kmmio"
@@ -354,13 +353,6 @@ func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAd
 	}
 	if err != nil {
 		return ignoreGone(err)
-	}
-	if t.watch != nil && t.watch.slots.Len() > 0 {
-		// The step may also have hit a debug register; the access is
-		// logged below, so clear the hit.
-		if err := hwbp.ResetDR6(th.tid); err != nil {
-			return ignoreGone(err)
-		}
 	}
 	if si.Signo != int32(unix.SIGTRAP) {
 		// The program's own fault, from the same instruction, which did not
