@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"os"
 	"path/filepath"
+	"strings"
 	"regexp"
 	"testing"
 
@@ -33,6 +35,7 @@ func TestDevice(t *testing.T) {
 		t.Errorf("fixture log has %d threads, want 2 drivers", len(want))
 	}
 	compareThreads(t, want, traced(t, recs, m.MapID))
+	kernelWidthsOnly(t, tlog)
 
 	// bsf on memory (and bsr across a page boundary) are not emulated: the
 	// stepping path must have run for them. (setz and shl on memory are
@@ -43,5 +46,34 @@ func TestDevice(t *testing.T) {
 	}
 	if n := atoi(sm[2]); n != 2 {
 		t.Errorf("%s single-stepped, want 2 (bsf, bsr)", sm[2])
+	}
+}
+
+// kernelWidthsOnly checks the log's text as a kernel-format reader sees it:
+// every R and W line has a width of 1, 2, 4 or 8, and the vector moves the
+// fixture makes are RV and WV lines of 16 bytes and more.
+func kernelWidthsOnly(t *testing.T, log string) {
+	t.Helper()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vec := map[string]int{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "R", "W":
+			if w := f[1]; w != "1" && w != "2" && w != "4" && w != "8" {
+				t.Errorf("kernel-format line of width %s: %s", w, line)
+			}
+		case "RV", "WV":
+			vec[f[0]+" "+f[1]]++
+		}
+	}
+	if vec["RV 16"] == 0 || vec["WV 16"] == 0 {
+		t.Errorf("RV/WV lines %v, want 16-byte loads and stores at least", vec)
 	}
 }

@@ -132,12 +132,15 @@ func traced(t *testing.T, recs []trace.Record, mapID uint32) map[int][]access {
 		switch r.Kind {
 		case trace.KindUnknown:
 			t.Errorf("UNKNOWN record at %#x pc %#x tid %d", r.Phys, r.PC, r.TID)
-		case trace.KindRead, trace.KindWrite:
+		case trace.KindRead, trace.KindWrite, trace.KindReadVec, trace.KindWriteVec:
 			if r.MapID != mapID {
 				continue
 			}
+			if r.Kind != trace.AccessKind(r.Kind.IsWrite(), int(r.Width)) {
+				t.Errorf("%v record of width %d at %#x", r.Kind, r.Width, r.Phys)
+			}
 			d := byte('R')
-			if r.Kind == trace.KindWrite {
+			if r.Kind.IsWrite() {
 				d = 'W'
 			}
 			out[int(r.TID)] = append(out[int(r.TID)], access{d, int(r.Width), r.Phys, hex.EncodeToString(r.Value[:r.Width])})

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"bufio"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"strconv"
@@ -93,13 +94,12 @@ func AppendText(b []byte, r *Record) []byte {
 		l.time(r.Time).dec(id).hex(r.Phys).hex(r.Virt).hex(r.Len).hex(r.PC).dec(tid)
 	case KindUnmap:
 		l.time(r.Time).dec(id).hex(r.PC).dec(tid)
-	case KindRead, KindWrite:
+	case KindRead, KindWrite, KindReadVec, KindWriteVec:
+		// The keyword follows the width, whatever kind the producer chose:
+		// no R or W line has a width the kernel's format lacks.
+		l.b = append(b, AccessKind(r.Kind.IsWrite(), int(r.Width)).String()...)
 		l.dec(int64(r.Width)).time(r.Time).dec(id).hex(r.Phys)
-		if r.Width <= 8 {
-			l.hex(r.Uint64())
-		} else {
-			l.text("0x" + r.ValueHex())
-		}
+		l.b = appendValueHex(append(l.b, ' '), r)
 		l.hex(r.PC).dec(tid)
 	case KindMark:
 		l.time(r.Time).text(r.Text)
@@ -116,6 +116,14 @@ func AppendText(b []byte, r *Record) []byte {
 		for _, f := range r.Fields {
 			l.text(f.Name + "=" + quoteField(f.Value))
 		}
+	case KindCode:
+		l.time(r.Time).dec(int64(r.PID)).hex(r.Virt).hex(r.Virt + r.Len).hex(r.Phys)
+		if r.Width == 0 {
+			l.text("-")
+		} else {
+			l.b = hex.AppendEncode(append(l.b, ' '), r.Value[:r.Width])
+		}
+		l.text(r.Text)
 	}
 	return append(l.b, '\n')
 }
@@ -130,204 +138,27 @@ func quoteField(v string) string {
 	return v
 }
 
-// ParseText reads a log in the text format. Lines it does not know are
-// skipped, as demmio does. It returns an error naming the line for a known
-// record type that is malformed.
-func ParseText(r io.Reader) ([]Record, error) {
-	var recs []Record
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		rec, ok, err := ParseLine(line)
-		if err != nil {
-			return recs, fmt.Errorf("line %d %q: %w", n, line, err)
-		}
-		if ok {
-			recs = append(recs, rec)
-		}
+// appendValueHex appends "0x" and the value of an access as the kernel
+// prints one, lowercase hex without leading zeros, however wide: the
+// little-endian bytes as one number.
+func appendValueHex(b []byte, r *Record) []byte {
+	const digits = "0123456789abcdef"
+	b = append(b, '0', 'x')
+	w := min(int(r.Width), MaxWidth)
+	top := w - 1
+	for top > 0 && r.Value[top] == 0 {
+		top--
 	}
-	return recs, sc.Err()
-}
-
-// ParseLine parses one text-format line. ok is false for VERSION, empty and
-// unknown lines.
-func ParseLine(line string) (rec Record, ok bool, err error) {
-	f := strings.Fields(line)
-	if len(f) == 0 {
-		return rec, false, nil
+	if top < 0 {
+		return append(b, '0')
 	}
-	p := parser{f: f[1:]}
-	switch f[0] {
-	case "MAP":
-		rec.Kind = KindMap
-		rec.Time = p.time()
-		rec.MapID = uint32(p.dec())
-		rec.Phys, rec.Virt, rec.Len, rec.PC = p.hex(), p.hex(), p.hex(), p.hex()
-		rec.TID = int32(p.dec())
-	case "UNMAP":
-		rec.Kind = KindUnmap
-		rec.Time = p.time()
-		rec.MapID = uint32(p.dec())
-		rec.PC = p.hex()
-		rec.TID = int32(p.dec())
-	case "R", "W":
-		rec.Kind = KindRead
-		if f[0] == "W" {
-			rec.Kind = KindWrite
-		}
-		rec.Width = uint8(p.dec())
-		rec.Time = p.time()
-		rec.MapID = uint32(p.dec())
-		rec.Phys = p.hex()
-		p.value(&rec)
-		rec.PC = p.hex()
-		rec.TID = int32(p.dec())
-	case "MARK":
-		rec.Kind = KindMark
-		rec.Time = p.time()
-		rec.Text = strings.Join(p.rest(), " ")
-	case "UNKNOWN":
-		rec.Kind = KindUnknown
-		rec.Time = p.time()
-		rec.MapID = uint32(p.dec())
-		rec.Phys = p.hex()
-		for i, s := range strings.SplitN(p.next(), ",", 3) {
-			v, _ := strconv.ParseUint(s, 16, 8)
-			rec.Value[i] = byte(v)
-		}
-		rec.PC = p.hex()
-		rec.TID = int32(p.dec())
-	case "PCIDEV":
-		rec.Kind = KindPCIDev
-		rec.Text = strings.Join(p.rest(), " ")
-	case "NAME":
-		rec.Kind = KindName
-		rec.MapID = uint32(p.dec())
-		rec.Text = strings.Join(p.rest(), " ")
-	case "X":
-		rec.Kind = KindExec
-		rec.Time = p.time()
-		rec.MapID = uint32(p.dec())
-		rec.Phys, rec.PC = p.hex(), p.hex()
-		rec.TID = int32(p.dec())
-	case "TP":
-		rec.Kind = KindEvent
-		rec.Time = p.time()
-		rec.TID = int32(p.dec())
-		rec.Text = p.next()
-		rec.Fields = parseFields(strings.SplitN(line, " ", 5))
-	default:
-		return rec, false, nil
+	if v := r.Value[top]; v >= 0x10 {
+		b = append(b, digits[v>>4], digits[v&0xf])
+	} else {
+		b = append(b, digits[v])
 	}
-	return rec, true, p.err
-}
-
-// parseFields re-reads a TP line's name=value fields, honouring quotes.
-func parseFields(parts []string) []Field {
-	if len(parts) < 5 {
-		return nil
+	for i := top - 1; i >= 0; i-- {
+		b = append(b, digits[r.Value[i]>>4], digits[r.Value[i]&0xf])
 	}
-	var fs []Field
-	s := parts[4]
-	for s != "" {
-		eq := strings.IndexByte(s, '=')
-		if eq < 0 {
-			break
-		}
-		name, rest := s[:eq], s[eq+1:]
-		var val string
-		if strings.HasPrefix(rest, `"`) {
-			q, err := strconv.QuotedPrefix(rest)
-			if err != nil {
-				break
-			}
-			val, _ = strconv.Unquote(q)
-			rest = rest[len(q):]
-		} else if sp := strings.IndexByte(rest, ' '); sp >= 0 {
-			val, rest = rest[:sp], rest[sp:]
-		} else {
-			val, rest = rest, ""
-		}
-		fs = append(fs, Field{Name: name, Value: val})
-		s = strings.TrimLeft(rest, " ")
-	}
-	return fs
-}
-
-type parser struct {
-	f   []string
-	err error
-}
-
-func (p *parser) next() string {
-	if len(p.f) == 0 {
-		if p.err == nil {
-			p.err = fmt.Errorf("too few fields")
-		}
-		return ""
-	}
-	s := p.f[0]
-	p.f = p.f[1:]
-	return s
-}
-
-func (p *parser) rest() []string { r := p.f; p.f = nil; return r }
-
-func (p *parser) fail(err error) {
-	if p.err == nil {
-		p.err = err
-	}
-}
-
-func (p *parser) dec() int64 {
-	v, err := strconv.ParseInt(p.next(), 10, 64)
-	if err != nil {
-		p.fail(err)
-	}
-	return v
-}
-
-func (p *parser) hex() uint64 {
-	s := p.next()
-	v, err := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 64)
-	if err != nil {
-		p.fail(err)
-	}
-	return v
-}
-
-func (p *parser) time() int64 {
-	s := p.next()
-	sec, usec, found := strings.Cut(s, ".")
-	if !found || len(usec) != 6 {
-		p.fail(fmt.Errorf("bad timestamp %q", s))
-		return 0
-	}
-	a, err1 := strconv.ParseInt(sec, 10, 64)
-	b, err2 := strconv.ParseInt(usec, 10, 64)
-	if err1 != nil || err2 != nil {
-		p.fail(fmt.Errorf("bad timestamp %q", s))
-	}
-	return a*1e9 + b*1e3
-}
-
-// value parses a hex value of rec.Width bytes, possibly wider than 64 bits.
-func (p *parser) value(rec *Record) {
-	s := strings.TrimPrefix(p.next(), "0x")
-	w := int(rec.Width)
-	if w > MaxWidth || len(s) > 2*max(w, 1) {
-		p.fail(fmt.Errorf("value %q too wide for width %d", s, w))
-		return
-	}
-	for i := 0; len(s) > 0; i++ {
-		lo := max(len(s)-2, 0)
-		v, err := strconv.ParseUint(s[lo:], 16, 8)
-		if err != nil {
-			p.fail(err)
-			return
-		}
-		rec.Value[i] = byte(v)
-		s = s[:lo]
-	}
+	return b
 }

@@ -13,18 +13,24 @@ import (
 
 func TestTextRoundTrip(t *testing.T) {
 	var wide Record
-	wide.Kind, wide.Width, wide.Time, wide.MapID, wide.Phys, wide.PC, wide.TID = KindWrite, 16, 5_000_001_000, 2, 0x10, 0x401000, 77
+	wide.Kind, wide.Width, wide.Time, wide.MapID, wide.Phys, wide.PC, wide.TID = KindWriteVec, 16, 5_000_001_000, 2, 0x10, 0x401000, 77
 	for i := 0; i < 16; i++ {
 		wide.Value[i] = byte(i + 1)
 	}
 	var r4 Record
 	r4.Kind, r4.Time, r4.MapID, r4.Phys, r4.PC, r4.TID = KindRead, 1_000_000, 1, 0xfebf0000, 0x40112a, 1234
 	r4.SetValue(0xdeadbeef, 4)
+	odd := Record{Kind: KindReadVec, Width: 6, Time: 5_000_002_000, MapID: 2, Phys: 0x20, PC: 0x401004, TID: 77}
+	copy(odd.Value[:], []byte{1, 0, 0, 0, 0xff, 0})
+	code := Record{Kind: KindCode, Time: 4_000_000, PID: 1234, Virt: 0x555555554000, Len: 0x2000, Phys: 0x1000,
+		Width: 3, Text: "/usr/lib/my lib.so"}
+	copy(code.Value[:], []byte{0xab, 0x01, 0xff})
+	nocode := Record{Kind: KindCode, Time: 4_000_000, PID: 1234, Virt: 0x1000, Len: 0x1000, Text: "/a"}
 	unk := Record{Kind: KindUnknown, Time: 3_000_000_000, MapID: 1, Phys: 0x20, PC: 0x400000, TID: 9}
 	unk.Value[0], unk.Value[1], unk.Value[2] = 0x0f, 0xae, 0x38
 	recs := []Record{
 		{Kind: KindMap, Time: 12_345_678_901, MapID: 1, Phys: 0xfebf0000, Virt: 0x7f0000000000, Len: 0x1000, PC: 0x401000, TID: 1234},
-		r4, wide, unk,
+		r4, wide, odd, unk, code, nocode,
 		{Kind: KindMark, Time: 2_000_000_000, Text: "hello world"},
 		{Kind: KindName, MapID: 3, Text: "counter"},
 		{Kind: KindExec, Time: 7, MapID: 3, Phys: 0x401000, PC: 0x401000, TID: 5},
@@ -40,8 +46,11 @@ func TestTextRoundTrip(t *testing.T) {
 	want := `VERSION 20070824
 MAP 12.345678 1 0xfebf0000 0x7f0000000000 0x1000 0x401000 1234
 R 4 0.001000 1 0xfebf0000 0xdeadbeef 0x40112a 1234
-W 16 5.000001 2 0x10 0x100f0e0d0c0b0a090807060504030201 0x401000 77
+WV 16 5.000001 2 0x10 0x100f0e0d0c0b0a090807060504030201 0x401000 77
+RV 6 5.000002 2 0x20 0xff00000001 0x401004 77
 UNKNOWN 3.000000 1 0x20 0f,ae,38 0x400000 9
+CODE 0.004000 1234 0x555555554000 0x555555556000 0x1000 ab01ff /usr/lib/my lib.so
+CODE 0.004000 1234 0x1000 0x2000 0x0 - /a
 MARK 2.000000 hello world
 NAME 3 counter
 X 0.000000 3 0x401000 0x401000 5
@@ -65,7 +74,8 @@ UNMAP 13.000000 1 0x401100 1234
 		if a.Kind == KindName || a.Kind == KindPCIDev {
 			a.Time = 0
 		}
-		if a.Kind != b.Kind || a.Time != b.Time || a.MapID != b.MapID || a.Phys != b.Phys || a.PC != b.PC || a.TID != b.TID || a.Value != b.Value || a.Text != b.Text || a.Width != b.Width {
+		if a.Kind != b.Kind || a.Time != b.Time || a.MapID != b.MapID || a.Phys != b.Phys || a.Virt != b.Virt || a.Len != b.Len ||
+			a.PC != b.PC || a.TID != b.TID || a.PID != b.PID || a.Value != b.Value || a.Text != b.Text || a.Width != b.Width {
 			t.Errorf("record %d: got %+v\nwant %+v", i, b, a)
 		}
 		if len(a.Fields) != len(b.Fields) {
@@ -80,7 +90,13 @@ UNMAP 13.000000 1 0x401100 1234
 }
 
 func TestParseRejectsMalformed(t *testing.T) {
-	for _, line := range []string{"R 4 1.5 1 0x0 0x1 0x2 3", "MAP 1.000000 x", "W 2 1.000000 1 0x0 0x123456 0x0 1"} {
+	for _, line := range []string{
+		"R 4 1.5 1 0x0 0x1 0x2 3", "MAP 1.000000 x", "W 2 1.000000 1 0x0 0x123456 0x0 1",
+		"R 0 1.000000 1 0x0 0x0 0x0 1", "RV 65 1.000000 1 0x0 0x0 0x0 1", "R 4 1.000000 1 0x0 0xg 0x0 1",
+		"UNKNOWN 1.000000 1 0x0 0f,zz,00 0x0 1", "CODE 1.000000 1 0x2000 0x1000 0x0 - /a",
+		"CODE 1.000000 1 0x1000 0x2000 0x0 abc /a", "CODE 1.000000 1 0x1000 0x2000 0x0 -",
+		"MAP 99999999999999999999.000000 1 0x0 0x0 0x0 0x0 1",
+	} {
 		if _, _, err := ParseLine(line); err == nil {
 			t.Errorf("ParseLine(%q) accepted a malformed line", line)
 		}

@@ -344,7 +344,13 @@ func (t *Tracer) closeMaps() {
 	t.maps = nil
 }
 
+// emit passes a record to the session's output. An access whose width the
+// kernel's format lacks becomes an RV or WV record here, whichever code
+// made it (see trace.AccessKind).
 func (t *Tracer) emit(r *trace.Record) error {
+	if r.Kind.IsAccess() {
+		r.Kind = trace.AccessKind(r.Kind.IsWrite(), int(r.Width))
+	}
 	if err := t.cfg.Out.Append(r); err != nil {
 		return fmt.Errorf("write log: %w", err)
 	}

@@ -255,6 +255,9 @@ func (ps *perfSet) sample(e *perfEntry, s *hwbp.Sample) {
 }
 
 func (ps *perfSet) emit(r *trace.Record) {
+	if r.Kind.IsAccess() {
+		r.Kind = trace.AccessKind(r.Kind.IsWrite(), int(r.Width))
+	}
 	if err := ps.t.cfg.Out.Append(r); err != nil && ps.err == nil {
 		ps.err = err
 	}
