@@ -3,8 +3,8 @@ package e2e
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
