@@ -3,7 +3,10 @@
 // follows all of its threads, finds the mappings to trace (the ioremap hook:
 // /proc/PID/maps at start, then every mmap, munmap, mremap and mprotect),
 // arms them with package kmmio, and turns every access the program makes to
-// them into R, W and UNKNOWN records, in program order per thread.
+// them into R, W (RV, WV for vector widths) and UNKNOWN records, in program
+// order per thread. It also logs where the program's code is (CODE records:
+// every executable file mapping with its build id, at start, after exec and
+// after each mmap with PROT_EXEC), so that PCs can be symbolized later.
 //
 // # Executing a faulting access
 //

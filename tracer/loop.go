@@ -256,6 +256,9 @@ func (t *Tracer) openImage(th *thread) error {
 	if err := t.syncMaps(0, ^uint64(0), 0, th.tid); err != nil {
 		return err
 	}
+	if err := t.logCode(0, ^uint64(0)); err != nil {
+		return err
+	}
 	return t.placeWatches(th)
 }
 

@@ -108,13 +108,15 @@ type Tracer struct {
 	stats   map[uint32]*MapStats
 	order   []uint32
 	pciSeen map[string]bool
-	icache  map[uint64]*x86.Inst
-	code    [16]byte
-	vec     x86.VecRegs
-	xsave   []byte
-	hit     hitState
-	pinned  bool // the tracer and the program share CPU cpu
-	cpu     int
+	// buildIDs caches the build ids of the files of CODE records.
+	buildIDs map[fileID][]byte
+	icache   map[uint64]*x86.Inst
+	code     [16]byte
+	vec      x86.VecRegs
+	xsave    []byte
+	hit      hitState
+	pinned   bool // the tracer and the program share CPU cpu
+	cpu      int
 	// leaderMask is the program's affinity before pinning, for threads
 	// born while pinned.
 	leaderMask unix.CPUSet

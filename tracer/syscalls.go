@@ -70,6 +70,12 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 				return err
 			}
 		}
+		if a[2]&unix.PROT_EXEC != 0 && a[3]&unix.MAP_ANONYMOUS == 0 {
+			// Code arrived (a library): where it is, for symbolizing.
+			if err := t.logCode(addr, addr+length); err != nil {
+				return err
+			}
+		}
 		if !t.mayTrace(addr, length, a[3], int(a[4])) {
 			return nil
 		}
