@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"syscall"
@@ -105,8 +106,12 @@ func (t *Tracer) traced(r Range) bool {
 // record for its path, and the PCIDEV line of a PCI device seen for the
 // first time), an alias for shared mappings, and a probe.
 func (t *Tracer) addMap(m *Mapping, r Range, pc uint64, tid int) error {
-	phys, pciDir := physBase(m)
-	if !m.Anonymous() {
+	pi := physBase(m, fmt.Sprintf("/proc/%d", t.pid))
+	phys, pciDir := pi.phys, pi.pciDir
+	if pi.why != "" {
+		t.warn(fmt.Sprintf("%s: no PCIDEV line, and the region offset for phys: %s", displayPath(m.Path), pi.why))
+	}
+	if !m.Anonymous() || m.Path == vfioAnon {
 		phys += r.Addr - m.Start
 	} else {
 		phys = r.Addr
@@ -119,8 +124,10 @@ func (t *Tracer) addMap(m *Mapping, r Range, pc uint64, tid int) error {
 		path:   m.Path,
 		device: isDevice(m),
 	}
-	if pciDir != "" && !t.pciSeen[pciDir] {
-		t.pciSeen[pciDir] = true
+	// One PCIDEV line per device, however many ways it is reached (its
+	// directory's name is the device's address).
+	if pciDir != "" && !t.pciSeen[filepath.Base(pciDir)] {
+		t.pciSeen[filepath.Base(pciDir)] = true
 		if line, err := pciDevLine(pciDir); err == nil {
 			if err := t.emit(&trace.Record{Kind: trace.KindPCIDev, Time: trace.Now(), Text: line}); err != nil {
 				return err

@@ -14,6 +14,8 @@ var DefaultGlobs = []string{
 	"/dev/mem",
 	"/dev/uio*",
 	"/dev/vfio/*",
+	"/dev/vfio/devices/*",
+	`anon_inode:\[vfio-device\]`, // a VFIO group's device file
 	"/dev/dri/*",
 	"/sys/bus/pci/devices/*/resource*",
 	"/sys/devices/**/resource*",

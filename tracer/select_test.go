@@ -14,6 +14,9 @@ func TestMatchGlob(t *testing.T) {
 		{"/dev/uio*", "/dev/uio0", true},
 		{"/dev/uio*", "/dev/uio/x", false},
 		{"/dev/vfio/*", "/dev/vfio/12", true},
+		{"/dev/vfio/devices/*", "/dev/vfio/devices/vfio0", true},
+		{`anon_inode:\[vfio-device\]`, "anon_inode:[vfio-device]", true},
+		{`anon_inode:\[vfio-device\]`, "anon_inode:[eventfd]", false},
 		{"/sys/bus/pci/devices/*/resource*", "/sys/bus/pci/devices/0000:00:02.0/resource0", true},
 		{"/sys/devices/**/resource*", "/sys/devices/pci0000:00/0000:00:02.0/resource2_wc", true},
 		{"/sys/devices/**/resource*", "/sys/devices/resource0", true}, // ** matches zero elements
@@ -86,7 +89,7 @@ func TestPhysBase(t *testing.T) {
 		{Mapping{Start: 0x7f0000000000, End: 0x7f0000001000, Path: "/dev/mem", Inode: 5, Offset: 0xfed00000}, 0xfed00000}, // physical
 		{Mapping{Start: 0x7f0000000000, End: 0x7f0000001000, Path: "/tmp/f", Inode: 5, Offset: 0x2000}, 0x2000},           // file offset
 	} {
-		if got, _ := physBase(&tc.m); got != tc.want {
+		if got := physBase(&tc.m, "/proc/self").phys; got != tc.want {
 			t.Errorf("physBase(%+v) = %#x, want %#x", tc.m, got, tc.want)
 		}
 	}

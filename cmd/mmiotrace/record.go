@@ -18,7 +18,8 @@ all of its threads, in the kernel's mmiotrace log format. The program runs as
 it would untraced; its exit status becomes mmiotrace's.
 
 Without --map or --range, device mappings are traced: /dev/mem, /dev/uio*,
-/dev/vfio/*, /dev/dri/*, /sys/bus/pci/devices/*/resource* and
+/dev/vfio/*, /dev/vfio/devices/*, VFIO group device files
+(anon_inode:[vfio-device]), /dev/dri/*, /sys/bus/pci/devices/*/resource* and
 /sys/devices/**/resource*. In a GLOB, * matches within a path element and **
 any number of elements.
 
