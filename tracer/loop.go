@@ -13,6 +13,7 @@ import (
 // thread is one traced thread of the program.
 type thread struct {
 	tid  int
+	proc *process // the process it belongs to
 	regs unix.PtraceRegs
 	// held: stopped by the tracer (to single-step another thread, or to
 	// detach) and not resumed yet. queued: its latest stop is in
@@ -34,10 +35,11 @@ type thread struct {
 	hasMask bool
 }
 
+// addThread adds a thread of the current process.
 func (t *Tracer) addThread(tid int) *thread {
 	th := t.threads[tid]
 	if th == nil {
-		th = &thread{tid: tid, fresh: true}
+		th = &thread{tid: tid, proc: t.process, fresh: true}
 		t.threads[tid] = th
 	}
 	return th
@@ -113,6 +115,7 @@ func (t *Tracer) handle(s stop) error {
 		return nil
 	}
 	th := t.threads[tid]
+	t.use(th.proc)
 	sig := ws.StopSignal()
 	switch ev := ptrace.Event(ws); {
 	case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
@@ -169,7 +172,7 @@ func (t *Tracer) resume(th *thread, sig int) error {
 		sig, th.sigs = th.sigs[0], th.sigs[1:]
 	}
 	for _, s := range th.sigs {
-		unix.Tgkill(t.pid, th.tid, syscall.Signal(s))
+		unix.Tgkill(th.proc.pid, th.tid, syscall.Signal(s))
 	}
 	th.sigs = th.sigs[:0]
 	th.held = false
@@ -191,15 +194,17 @@ func ignoreGone(err error) error {
 	return err
 }
 
-// exited forgets a thread that is gone. The thread-group leader's status is
-// the program's.
+// exited forgets a thread that is gone. The program's thread-group leader's
+// status is the program's.
 func (t *Tracer) exited(tid int, ws unix.WaitStatus) {
-	if _, ok := t.threads[tid]; !ok {
+	th, ok := t.threads[tid]
+	if !ok {
 		return // a thread that exec discarded, reported late
 	}
+	t.use(th.proc)
 	delete(t.threads, tid)
 	t.perfThreadGone(tid)
-	if tid != t.pid {
+	if tid != t.root.pid {
 		return
 	}
 	if ws.Signaled() {

@@ -39,19 +39,19 @@ type alias struct {
 	refs  int
 }
 
-// protector changes page protections in the program by injecting mprotect
-// into the stopped thread t.injTID.
-type protector struct{ t *Tracer }
+// protector changes page protections in a process by injecting mprotect
+// into its stopped thread injTID.
+type protector struct{ p *process }
 
 // Protect implements kmmio.Protector.
-func (p protector) Protect(addr, length uint64, prot int) error {
-	t := p.t
-	r, err := t.inj.Syscall(t.injTID, unix.SYS_MPROTECT, addr, length, uint64(prot))
+func (pr protector) Protect(addr, length uint64, prot int) error {
+	p := pr.p
+	r, err := p.inj.Syscall(p.injTID, unix.SYS_MPROTECT, addr, length, uint64(prot))
 	if err != nil {
 		return err
 	}
 	if r < 0 {
-		return fmt.Errorf("mprotect %#x+%#x in thread %d: %w", addr, length, t.injTID, syscall.Errno(-r))
+		return fmt.Errorf("mprotect %#x+%#x in thread %d: %w", addr, length, p.injTID, syscall.Errno(-r))
 	}
 	return nil
 }
@@ -60,7 +60,7 @@ func (p protector) Protect(addr, length uint64, prot int) error {
 // parts of those inside [lo, hi) that are not traced yet.
 func (t *Tracer) syncMaps(lo, hi, pc uint64, tid int) error {
 	if t.engine == nil {
-		t.engine = kmmio.New(protector{t})
+		t.engine = kmmio.New(protector{t.process})
 	}
 	maps, err := ReadMaps(t.pid)
 	if err != nil {
@@ -332,7 +332,7 @@ func (t *Tracer) dropAllMaps(pc uint64, tid int) error {
 		}
 	}
 	t.maps = nil
-	t.engine = kmmio.New(protector{t})
+	t.engine = kmmio.New(protector{t.process})
 	return nil
 }
 

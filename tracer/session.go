@@ -91,37 +91,34 @@ type Tracer struct {
 	cfg    Config
 	Counts Counters
 
-	pid     int  // thread-group id of the traced program
-	spawned bool // we started it: seccomp filter, PTRACE_O_EXITKILL
+	// *process is the current process: the one whose stop is being
+	// handled. The loop handles one stop at a time and selects the stopped
+	// thread's process first (use); code that works on another process
+	// (a new child, every process at detach) selects it, too. Its fields
+	// (pid, mem, engine, maps, watch...) are therefore always those of the
+	// address space being worked on.
+	*process
+	root    *process // the program: spawned or attached
+	spawned bool     // we started it: seccomp filter, PTRACE_O_EXITKILL
 	proc    *os.Process
 
 	threads map[int]*thread
 	queue   []stop // stops collected while stopping threads, handled next
 
-	mem    *ptrace.Mem
-	inj    ptrace.Injector
-	injTID int // the stopped thread that injected syscalls run in
-	engine *kmmio.Engine
-
-	maps    []*tmap // traced pieces, by address
 	nextID  uint32
 	stats   map[uint32]*MapStats
 	order   []uint32
 	pciSeen map[string]bool
 	// buildIDs caches the build ids of the files of CODE records.
 	buildIDs map[fileID][]byte
-	icache   map[uint64]*x86.Inst
 	code     [16]byte
 	vec      x86.VecRegs
 	xsave    []byte
 	hit      hitState
 	pinned   bool // the tracer and the program share CPU cpu
 	cpu      int
-	// leaderMask is the program's affinity before pinning, for threads
-	// born while pinned.
-	leaderMask unix.CPUSet
-	watch      *watchSet
-	perf       *perfSet // the perf backend of watches, when in use
+	// watchStats are every watch's counts, in the order placed.
+	watchStats []*WatchStats
 	perfLost   atomic.Uint64
 
 	pidSeen      atomic.Int64            // the pid, for other goroutines
@@ -137,6 +134,37 @@ type Tracer struct {
 	warnedEFAULT bool
 	err          error
 }
+
+// process is one traced process: a thread group and what the tracer keeps
+// about the address space it runs in.
+type process struct {
+	pid    int // thread-group id
+	mem    *ptrace.Mem
+	inj    ptrace.Injector
+	injTID int // the stopped thread that injected syscalls run in
+	engine *kmmio.Engine
+	maps   []*tmap // traced pieces, by address
+	icache map[uint64]*x86.Inst
+	watch  *watchSet
+	perf   *perfSet // the perf backend of watches, when in use
+	// leaderMask is the process's affinity before pinning, for threads
+	// born while pinned.
+	leaderMask unix.CPUSet
+}
+
+// newProcess returns the tracer's state for process pid, with nothing
+// traced yet.
+func (t *Tracer) newProcess(pid int) *process {
+	p := &process{pid: pid, icache: make(map[uint64]*x86.Inst)}
+	p.inj.Pending = t.holdSignal
+	if t.cfg.Watches != nil {
+		p.watch = newWatchSet(t.cfg.Watches)
+	}
+	return p
+}
+
+// use makes p the current process.
+func (t *Tracer) use(p *process) { t.process = p }
 
 // stop is a wait status held back to be handled by the loop.
 type stop struct {
@@ -167,17 +195,14 @@ func New(cfg Config) (*Tracer, error) {
 		threads: make(map[int]*thread),
 		stats:   make(map[uint32]*MapStats),
 		pciSeen: make(map[string]bool),
-		icache:  make(map[uint64]*x86.Inst),
 		foreign: make(map[int]bool),
 		early:   make(map[int]unix.WaitStatus),
 		vforked: make(map[int]bool),
 		xsave:   make([]byte, 16384),
 		nextID:  1,
 	}
-	t.inj.Pending = t.holdSignal
-	if cfg.Watches != nil {
-		t.watch = &watchSet{resolve: cfg.Watches, byName: map[string]*watchState{}, prev: map[uint64]prevInsn{}}
-	}
+	t.root = t.newProcess(0)
+	t.use(t.root)
 	return t, nil
 }
 
@@ -229,9 +254,9 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 	} else if err := t.attach(); err != nil {
 		return Result{}, err
 	}
-	t.pidSeen.Store(int64(t.pid))
+	t.pidSeen.Store(int64(t.root.pid))
 	if t.cfg.Started != nil {
-		t.cfg.Started(t.pid)
+		t.cfg.Started(t.root.pid)
 	}
 	stopWatch := context.AfterFunc(ctx, func() {
 		t.cancel.Store(true)
@@ -245,7 +270,7 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 	}
 	if err == nil && t.over() && !t.result.Detached {
 		// The program is gone, and its mappings with it.
-		err = t.dropAllMaps(0, t.pid)
+		err = t.dropAllMaps(0, t.root.pid)
 	}
 	if err != nil && !t.over() {
 		// A tracer error: leave nothing behind in a live program.

@@ -98,7 +98,7 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 			return err
 		}
 		if moved >= 0 {
-			if err := (protector{t}).Protect(addr, length, moved); err != nil {
+			if err := (protector{t.process}).Protect(addr, length, moved); err != nil {
 				return err
 			}
 		}

@@ -62,8 +62,10 @@ type watchSet struct {
 	// prev caches, by the address a data trap stopped at, the instruction
 	// before it (traps come after the access).
 	prev map[uint64]prevInsn
-	// done are the watches of images exec replaced, for the statistics.
-	done []*watchState
+}
+
+func newWatchSet(resolve WatchResolver) *watchSet {
+	return &watchSet{resolve: resolve, byName: map[string]*watchState{}, prev: map[uint64]prevInsn{}}
 }
 
 type prevInsn struct {
@@ -78,11 +80,8 @@ type prevInsn struct {
 // WatchStats returns the watches and their hits, in the order placed.
 func (t *Tracer) WatchStats() []WatchStats {
 	var out []WatchStats
-	if t.watch == nil {
-		return nil
-	}
-	for _, w := range append(t.watch.done, t.watch.list...) {
-		out = append(out, *w.stats)
+	for _, s := range t.watchStats {
+		out = append(out, *s)
 	}
 	return out
 }
@@ -112,6 +111,7 @@ func (t *Tracer) placeWatches(th *thread) error {
 			return err
 		}
 		t.nextID++
+		t.watchStats = append(t.watchStats, st.stats)
 		ws.byName[w.Name] = st
 		ws.list = append(ws.list, st)
 		changed = changed || st.stats.Hardware
@@ -554,6 +554,6 @@ func (t *Tracer) dropWatches(pc uint64, tid int) error {
 			return err
 		}
 	}
-	t.watch = &watchSet{resolve: ws.resolve, byName: map[string]*watchState{}, prev: map[uint64]prevInsn{}, done: append(ws.done, ws.list...)}
+	t.watch = newWatchSet(ws.resolve)
 	return nil
 }
