@@ -2,13 +2,14 @@
 // only when the machine truly lacks a feature, and building C and Go fixture
 // programs.
 //
-// A skip is a failure when MMIOTRACE_REQUIRE_ALL=1 is set, as .ci/run does: on
-// the CI machine ptrace, perf breakpoints and AVX-512 all work, so a skip there
-// means a broken test, not a missing feature.
+// A skip is a failure when MMIOTRACE_REQUIRE_ALL=1 is set, as .ci/run does,
+// unless a probe of package feature proved that the host lacks the feature
+// (SkipIfNotSupported): a skip for any other reason means a broken test.
 package testenv
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/mmiotrace/mmiotrace/internal/feature"
 )
 
 // RequireAll reports whether every test must run (MMIOTRACE_REQUIRE_ALL=1).
@@ -32,6 +35,21 @@ func Skip(t testing.TB, format string, args ...any) {
 		t.Fatalf("MMIOTRACE_REQUIRE_ALL=1 but test would skip: "+format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// SkipIfNotSupported skips the test when err, a probe's answer from package
+// feature, says the host lacks the feature; that skip is accepted even
+// under RequireAll, because the probe proved it. Any other non-nil err
+// (the probe could not tell) fails the test.
+func SkipIfNotSupported(t testing.TB, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if errors.Is(err, feature.ErrNotSupported) {
+		t.Skipf("host lacks the feature (probed): %v", err)
+	}
+	t.Fatalf("feature probe inconclusive: %v", err)
 }
 
 var buildMu sync.Mutex
