@@ -285,6 +285,13 @@ func (e *Engine) ProbesIn(addr, length uint64, fn func(*Probe)) {
 // Probes returns the registered probes in address order.
 func (e *Engine) Probes() []*Probe { return append([]*Probe(nil), e.probes...) }
 
+// EachPage calls fn for every fault page, in no particular order.
+func (e *Engine) EachPage(fn func(*FaultPage)) {
+	for _, fp := range e.pages {
+		fn(fp)
+	}
+}
+
 // Pages returns the number of fault pages.
 func (e *Engine) Pages() int { return len(e.pages) }
 

@@ -280,8 +280,7 @@ func (t *Tracer) detachAll() error {
 		}
 		queued[s.tid] = true
 		if ptrace.Event(s.ws) == 0 && !ptrace.IsSyscallStop(s.ws) {
-			sig := int(s.ws.StopSignal())
-			if sig != int(unix.SIGSEGV) || !t.ownFault(s.tid) {
+			if sig := int(s.ws.StopSignal()); !t.ownSignal(s.tid, sig) {
 				sigs[s.tid] = sig
 			}
 		}
@@ -289,11 +288,12 @@ func (t *Tracer) detachAll() error {
 		th.held = true
 	}
 	t.queue = rest
-	// A thread that faulted on an armed page just before its interrupt
-	// stop still has the SIGSEGV pending (the kernel reports the interrupt
-	// first). Detached, it would die of it: take the signal now.
+	// A thread that faulted on an armed page, or hit one of our int3s,
+	// just before its interrupt stop still has the SIGSEGV or SIGTRAP
+	// pending (the kernel reports the interrupt first). Detached, it would
+	// die of it: take the signal now.
 	for tid, th := range t.threads {
-		if th.held && !queued[tid] && segvPending(t.pid, tid) {
+		if th.held && !queued[tid] && ownSignalPending(t.pid, tid) {
 			if sig := t.takeSignal(tid); sig != 0 {
 				sigs[tid] = sig
 			}
@@ -334,9 +334,9 @@ func (t *Tracer) detachAll() error {
 	return first
 }
 
-// segvPending reports whether SIGSEGV is pending for thread tid (a fault
-// is signalled to the faulting thread alone).
-func segvPending(pid, tid int) bool {
+// ownSignalPending reports whether SIGSEGV or SIGTRAP is pending for
+// thread tid (faults and int3 traps are signalled to the thread alone).
+func ownSignalPending(pid, tid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
 	if err != nil {
 		return false
@@ -344,7 +344,7 @@ func segvPending(pid, tid int) bool {
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "SigPnd:"); ok {
 			mask, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return mask&(1<<(unix.SIGSEGV-1)) != 0
+			return mask&(1<<(unix.SIGSEGV-1)|1<<(unix.SIGTRAP-1)) != 0
 		}
 	}
 	return false
@@ -352,8 +352,8 @@ func segvPending(pid, tid int) bool {
 
 // takeSignal resumes thread tid, held at an interrupt stop with a signal
 // pending, to its signal-delivery stop, which comes before it runs any
-// code. It returns the signal to deliver at detach: none for a fault on an
-// armed page, which the thread re-executes once the page is restored.
+// code. It returns the signal to deliver at detach: none for the tracer's
+// own (see ownSignal).
 func (t *Tracer) takeSignal(tid int) int {
 	if err := ptrace.Cont(tid, 0); err != nil {
 		return 0
@@ -369,12 +369,26 @@ func (t *Tracer) takeSignal(tid int) int {
 		if ptrace.Event(ws) != 0 || ptrace.IsSyscallStop(ws) {
 			return 0 // not expected: the thread is stopped, deliver nothing
 		}
-		sig := int(ws.StopSignal())
-		if sig == int(unix.SIGSEGV) && t.ownFault(tid) {
-			return 0
+		if sig := int(ws.StopSignal()); !t.ownSignal(tid, sig) {
+			return sig
 		}
-		return sig
+		return 0
 	}
+}
+
+// ownSignal reports whether thread tid, stopped with signal sig, stopped
+// for the tracer's own sake: a fault on an armed page (which the thread
+// re-executes once the page is restored) or one of our int3s (the thread
+// is moved back onto the instruction, to run it once the original byte is
+// back). Such a signal is not the program's and is not delivered.
+func (t *Tracer) ownSignal(tid, sig int) bool {
+	switch sig {
+	case int(unix.SIGSEGV):
+		return t.ownFault(tid)
+	case int(unix.SIGTRAP):
+		return t.rewindBreakpointTrap(tid)
+	}
+	return false
 }
 
 // ownFault reports whether tid is stopped by a fault on an armed page.

@@ -128,7 +128,7 @@ func (t *Tracer) decode(pc uint64) *x86.Inst {
 	if in, ok := t.icache[pc]; ok {
 		return in
 	}
-	n := t.mem.ReadPartial(t.code[:15], pc)
+	n := t.process.readCode(t.mem, t.code[:15], pc)
 	in, err := x86.Decode(t.code[:n])
 	if err != nil {
 		in = nil
@@ -285,18 +285,25 @@ func (tm *tmap) physOf(addr uint64) uint64 {
 // more during the step; that page is disarmed too and the step retried, so
 // the access still runs as one instruction and gets one record.
 func (t *Tracer) step(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAddr uint64) error {
-	t.Counts.Stepped.Add(1)
 	if err := t.stopOthers(th); err != nil {
 		return err
 	}
-	err := t.stepHeld(th, in, fp, faultAddr)
+	sig, err := t.stepAccess(th, in, fp, faultAddr)
 	if rerr := t.resumeOthers(); err == nil {
 		err = rerr
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return t.resume(th, sig)
 }
 
-func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAddr uint64) error {
+// stepAccess is step with the other threads stopped: it steps th, which
+// faulted on fp at faultAddr, through its instruction, logs the access,
+// and returns the signal to deliver when th resumes (the program's own
+// fault, if the instruction was not allowed to it), without resuming it.
+func (t *Tracer) stepAccess(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAddr uint64) (int, error) {
+	t.Counts.Stepped.Add(1)
 	var (
 		opAddr          uint64
 		size            int
@@ -307,7 +314,7 @@ func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAd
 		ok = ok && size > 0 && size <= x86MaxAccess
 	}
 	if ok && !fp.Allows(write) || !ok && fp.Prot == kmmio.ProtNone {
-		return t.resume(th, int(unix.SIGSEGV))
+		return int(unix.SIGSEGV), nil
 	}
 	tm := t.mapAt(faultAddr)
 	if ok {
@@ -328,7 +335,7 @@ func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAd
 	t.injTID = th.tid
 	pages := []*kmmio.FaultPage{fp}
 	if err := t.engine.Disarm(fp); err != nil {
-		return err
+		return 0, err
 	}
 	var si ptrace.Siginfo
 	var err error
@@ -352,19 +359,19 @@ func (t *Tracer) stepHeld(th *thread, in *x86.Inst, fp *kmmio.FaultPage, faultAd
 		}
 	}
 	if err != nil {
-		return ignoreGone(err)
+		return 0, ignoreGone(err)
 	}
 	if si.Signo != int32(unix.SIGTRAP) {
 		// The program's own fault, from the same instruction, which did not
 		// execute: deliver it with the thread still at the instruction.
-		return t.resume(th, int(si.Signo))
+		return int(si.Signo), nil
 	}
 	if tm != nil || describe {
 		if err := t.logStepped(th, tm, describe, read, write, opAddr, size, before[:size], faultAddr); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return t.resume(th, 0)
+	return 0, nil
 }
 
 // logStepped writes the records of a single-stepped access: R and W from
@@ -374,7 +381,7 @@ func (t *Tracer) logStepped(th *thread, tm *tmap, describe, read, write bool, ad
 	if !describe {
 		r := trace.Record{Kind: trace.KindUnknown, TID: int32(th.tid), MapID: tm.id, Time: trace.Now(),
 			Phys: tm.physOf(faultAddr), PC: th.regs.Rip}
-		t.mem.ReadPartial(r.Value[:3], th.regs.Rip)
+		t.process.readCode(t.mem, r.Value[:3], th.regs.Rip)
 		t.Counts.Unknown.Add(1)
 		tm.stats.Unknown++
 		return t.emit(&r)

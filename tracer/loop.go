@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+	"github.com/mmiotrace/mmiotrace/kmmio"
 )
 
 // thread is one traced thread of the program.
@@ -308,8 +309,11 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 	case ev != 0 || ptrace.IsSyscallStop(ws):
 	case ws.StopSignal() == unix.SIGSEGV && t.vforked[tid]:
 		// A vfork child runs in the program's memory until it execs or
-		// exits: its accesses to armed pages are hits like any thread's.
+		// exits: its accesses to armed pages are hits like any thread's,
+		// and so are its int3s.
 		return t.fault(&thread{tid: tid})
+	case ws.StopSignal() == unix.SIGTRAP && t.vforked[tid]:
+		return t.trap(&thread{tid: tid})
 	default:
 		sig = int(ws.StopSignal())
 	}
@@ -344,21 +348,29 @@ func (t *Tracer) adopt(tid, ev int) {
 	}
 }
 
-// restoreForked gives a forked child back the protections its parent's
-// armed pages had, by injecting mprotect into the child.
+// restoreForked gives a forked child back the code under the parent's
+// int3s, and the protections its parent's armed pages had (traced
+// mappings' and page-protection watches'), by injecting mprotect into the
+// child.
 func (t *Tracer) restoreForked(tid int) error {
+	if err := t.restoreBreakpointsIn(tid); err != nil {
+		return err
+	}
+	if t.engine == nil {
+		return nil
+	}
+	var armed []*kmmio.FaultPage
+	t.engine.EachPage(func(fp *kmmio.FaultPage) {
+		if fp.Armed {
+			armed = append(armed, fp)
+		}
+	})
 	inj := ptrace.Injector{SyscallAddr: t.inj.SyscallAddr}
-	for _, tm := range t.maps {
-		for a := tm.start &^ (pageSize - 1); a < tm.end; a += pageSize {
-			fp := t.engine.Page(a)
-			if fp == nil || !fp.Armed {
-				continue
-			}
-			if r, err := inj.Syscall(tid, unix.SYS_MPROTECT, a, pageSize, uint64(fp.Prot)); err != nil {
-				return ignoreGone(err)
-			} else if r < 0 {
-				return fmt.Errorf("restore page %#x in forked child %d: %w", a, tid, syscall.Errno(-r))
-			}
+	for _, fp := range armed {
+		if r, err := inj.Syscall(tid, unix.SYS_MPROTECT, fp.Addr, pageSize, uint64(fp.Prot)); err != nil {
+			return ignoreGone(err)
+		} else if r < 0 {
+			return fmt.Errorf("restore page %#x in forked child %d: %w", fp.Addr, tid, syscall.Errno(-r))
 		}
 	}
 	return nil

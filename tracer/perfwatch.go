@@ -14,7 +14,7 @@ import (
 	"github.com/mmiotrace/mmiotrace/trace"
 )
 
-// The perf backend of watch (Config.PerfWatch) serves debug-register watches
+// The perf backend of watch (BackendPerf) serves debug-register watches
 // with perf_event_open breakpoints instead of ptrace's debug registers: the
 // kernel appends a sample (IP, registers, time) to a ring at each hit and the
 // thread does not stop, so a hit costs about the debug trap alone. A reader
@@ -28,8 +28,9 @@ import (
 
 // perfSet is the perf backend's state.
 type perfSet struct {
-	t  *Tracer
-	mu sync.Mutex // guards entries and dead
+	t    *Tracer
+	proc *process   // whose threads it watches; t.process changes under it
+	mu   sync.Mutex // guards entries and dead
 	// drainMu serializes draining (the reader's, and the tracer's at a
 	// thread's exit stop): a PerfWatch is not safe for concurrent use.
 	drainMu sync.Mutex
@@ -57,7 +58,7 @@ func (t *Tracer) startPerf() error {
 	if err != nil {
 		return err
 	}
-	ps := &perfSet{t: t, entries: map[int][]*perfEntry{}, mem: mem, cache: map[uint64]*x86.Inst{},
+	ps := &perfSet{t: t, proc: t.process, entries: map[int][]*perfEntry{}, mem: mem, cache: map[uint64]*x86.Inst{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	t.perf = ps
 	go ps.run()
@@ -270,7 +271,7 @@ func (ps *perfSet) accessAt(ip uint64, req hwbp.Request, regs *unix.PtraceRegs) 
 		return ip - uint64(in.Len), in
 	}
 	var code [15]byte
-	if ps.mem.ReadPartial(code[:], ip-15) < 15 {
+	if ps.proc.readCode(ps.mem, code[:], ip-15) < 15 {
 		return ip, nil
 	}
 	pc, in := accessorBefore(code[:], ip, regs, req.Addr, uint64(req.Len))

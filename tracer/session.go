@@ -47,10 +47,9 @@ type Config struct {
 	// Watches, if set, makes this a `watch` session: it resolves the
 	// watchpoints to place (see WatchResolver).
 	Watches WatchResolver
-	// PerfWatch serves debug-register watches with perf_event_open
-	// breakpoints, which do not stop the program, instead of ptrace's
-	// debug registers (see perfwatch.go for what that costs in exactness).
-	PerfWatch bool
+	// WatchBackend chooses what serves watches; the zero value probes the
+	// host (BackendAuto).
+	WatchBackend WatchBackend
 	// Info, if set, receives informational lines (where each watch went).
 	Info func(string)
 	// Warn, if set, receives warnings (a glob that matches nothing yet).
@@ -120,6 +119,8 @@ type Tracer struct {
 	// watchStats are every watch's counts, in the order placed.
 	watchStats []*WatchStats
 	perfLost   atomic.Uint64
+	// watchPlan says which mechanisms serve watches (planWatches).
+	watchPlan watchPlan
 
 	pidSeen      atomic.Int64            // the pid, for other goroutines
 	foreign      map[int]bool            // fork children: kept running, not traced
@@ -150,6 +151,9 @@ type process struct {
 	// leaderMask is the process's affinity before pinning, for threads
 	// born while pinned.
 	leaderMask unix.CPUSet
+	// shadow holds the original bytes under the process's int3s, for
+	// every goroutine that reads its code (the perf reader, too).
+	shadow atomic.Pointer[codeShadow]
 }
 
 // newProcess returns the tracer's state for process pid, with nothing
@@ -158,7 +162,7 @@ func (t *Tracer) newProcess(pid int) *process {
 	p := &process{pid: pid, icache: make(map[uint64]*x86.Inst)}
 	p.inj.Pending = t.holdSignal
 	if t.cfg.Watches != nil {
-		p.watch = newWatchSet(t.cfg.Watches)
+		p.watch = newWatchSet(t.cfg.Watches, t.watchPlan)
 	}
 	return p
 }
@@ -201,6 +205,13 @@ func New(cfg Config) (*Tracer, error) {
 		xsave:   make([]byte, 16384),
 		nextID:  1,
 	}
+	if cfg.Watches != nil {
+		plan, err := planWatches(cfg.WatchBackend)
+		if err != nil {
+			return nil, err
+		}
+		t.watchPlan = plan
+	}
 	t.root = t.newProcess(0)
 	t.use(t.root)
 	return t, nil
@@ -242,6 +253,9 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 	defer quietStops()()
 	if !t.cfg.NoPin {
 		t.cpu, t.pinned = pinSelf()
+	}
+	if t.watch != nil && t.watch.plan.note != "" {
+		t.info(t.watch.plan.note)
 	}
 	if err := t.startWaker(); err != nil {
 		return Result{}, err

@@ -36,7 +36,7 @@ type WatchStats struct {
 	Name      string
 	Mode      hwbp.Mode
 	Addr, Len uint64
-	Hardware  bool // served by debug registers (else by page protection)
+	ServedBy  Mechanism
 	Reads     uint64
 	Writes    uint64
 	Execs     uint64
@@ -52,20 +52,18 @@ type watchState struct {
 }
 
 // watchSet is the tracer's watch state: the debug registers every thread
-// gets, and the watches.
+// gets, the int3 breakpoints, and the watches.
 type watchSet struct {
 	resolve WatchResolver
+	plan    watchPlan
 	pending int
 	slots   hwbp.Slots
+	bps     map[uint64]*breakpoint // int3s, by address
 	list    []*watchState
 	byName  map[string]*watchState
 	// prev caches, by the address a data trap stopped at, the instruction
 	// before it (traps come after the access).
 	prev map[uint64]prevInsn
-}
-
-func newWatchSet(resolve WatchResolver) *watchSet {
-	return &watchSet{resolve: resolve, byName: map[string]*watchState{}, prev: map[uint64]prevInsn{}}
 }
 
 type prevInsn struct {
@@ -75,6 +73,11 @@ type prevInsn struct {
 	// address register, so its operand cannot be recomputed).
 	fixed bool
 	addr  uint64
+}
+
+func newWatchSet(resolve WatchResolver, plan watchPlan) *watchSet {
+	return &watchSet{resolve: resolve, plan: plan, byName: map[string]*watchState{}, prev: map[uint64]prevInsn{},
+		bps: map[uint64]*breakpoint{}}
 }
 
 // WatchStats returns the watches and their hits, in the order placed.
@@ -87,9 +90,9 @@ func (t *Tracer) WatchStats() []WatchStats {
 }
 
 // placeWatches asks the resolver for the watches placeable now and places
-// the new ones: debug registers while they last (all of a watch's aligned
-// pieces must fit), page protection for the rest. Execute watches need a
-// debug register.
+// the new ones: debug registers while they last, where the plan has them
+// (all of a watch's aligned pieces must fit), then page protection for data
+// watches and int3 breakpoints for execute watches.
 func (t *Tracer) placeWatches(th *thread) error {
 	ws := t.watch
 	if ws == nil || ws.resolve == nil {
@@ -114,10 +117,10 @@ func (t *Tracer) placeWatches(th *thread) error {
 		t.watchStats = append(t.watchStats, st.stats)
 		ws.byName[w.Name] = st
 		ws.list = append(ws.list, st)
-		changed = changed || st.stats.Hardware
-		how := "page protection"
-		if st.stats.Hardware {
-			how = fmt.Sprintf("debug register %v", st.slots)
+		changed = changed || st.stats.ServedBy.usesDebugRegister()
+		how := st.stats.ServedBy.String()
+		if st.stats.ServedBy.usesDebugRegister() {
+			how = fmt.Sprintf("%s %v", how, st.slots)
 		}
 		t.info(fmt.Sprintf("watch %s %v at %#x len %d: %s", w.Name, w.Mode, w.Addr, w.Len, how))
 		now := trace.Now()
@@ -135,40 +138,55 @@ func (t *Tracer) placeWatches(th *thread) error {
 	return nil
 }
 
-// placeOne gives a watch debug registers, or a page probe.
+// placeOne gives a watch debug registers, or else an int3 (execute
+// watches) or a page probe (data watches).
 func (t *Tracer) placeOne(st *watchState) error {
 	ws := t.watch
 	kind := st.Mode.Kind
-	pieces := hwbp.Split(st.Addr, st.Len)
-	if kind == hwbp.Exec {
-		pieces = []hwbp.Range{{Addr: st.Addr, Len: 1}}
-	}
-	var got []int
-	fits := true
-	for i, p := range pieces {
-		slot, err := ws.slots.Alloc(hwbp.Request{Addr: p.Addr, Len: int(p.Len), Kind: kind, Cookie: uint64(st.id)<<8 | uint64(i)})
-		if err != nil {
-			fits = false
-			break
+	if ws.plan.registers {
+		pieces := hwbp.Split(st.Addr, st.Len)
+		if kind == hwbp.Exec {
+			pieces = []hwbp.Range{{Addr: st.Addr, Len: 1}}
 		}
-		got = append(got, slot)
-	}
-	if fits {
-		st.slots, st.stats.Hardware = got, true
-		return nil
-	}
-	for _, s := range got {
-		ws.slots.Free(s)
+		var got []int
+		fits := true
+		for i, p := range pieces {
+			slot, err := ws.slots.Alloc(hwbp.Request{Addr: p.Addr, Len: int(p.Len), Kind: kind, Cookie: uint64(st.id)<<8 | uint64(i)})
+			if err != nil {
+				fits = false
+				break
+			}
+			got = append(got, slot)
+		}
+		if fits {
+			st.slots, st.stats.ServedBy = got, MechDebugRegister
+			if ws.plan.perf {
+				st.stats.ServedBy = MechPerfBreakpoint
+			}
+			return nil
+		}
+		for _, s := range got {
+			ws.slots.Free(s)
+		}
 	}
 	if kind == hwbp.Exec {
-		return fmt.Errorf("watch %s: execute watches need a debug register and all four are taken", st.Name)
+		st.stats.ServedBy = MechInt3
+		return t.placeBreakpoint(st)
 	}
+	return t.placePageWatch(st)
+}
+
+// placePageWatch serves a data watch by arming its pages (kmmio), with the
+// protection the program has there now.
+func (t *Tracer) placePageWatch(st *watchState) error {
+	st.stats.ServedBy = MechPageProtection
 	st.probe = &kmmio.Probe{Addr: st.Addr, Len: st.Len, Post: t.logWatchHit, Data: st}
 	prot := protRead | protWrite
 	if m := t.mappingOf(st.Addr); m != nil {
 		prot = m.Prot()
 	}
 	if err := t.engine.Register(st.probe, prot); err != nil {
+		st.probe = nil
 		return fmt.Errorf("watch %s by page protection: %w", st.Name, err)
 	}
 	return nil
@@ -203,7 +221,7 @@ func (t *Tracer) programAll() error {
 		}
 	}
 	var first error
-	if t.cfg.PerfWatch && t.perf == nil {
+	if t.watch.plan.perf && t.perf == nil {
 		first = t.startPerf()
 	}
 	for _, th := range t.threads {
@@ -250,7 +268,10 @@ func (t *Tracer) newThreadWatches(th *thread) error {
 // data watch stops after the access; the accessing instruction, found by
 // decoding backwards from RIP, must touch the watched piece.
 func (t *Tracer) trap(th *thread) error {
-	if t.watch == nil || t.watch.slots.Len() == 0 || t.cfg.PerfWatch {
+	if ours, err := t.breakpointTrap(th); ours || err != nil {
+		return err
+	}
+	if t.watch == nil || t.watch.slots.Len() == 0 || t.watch.plan.perf {
 		return t.resume(th, int(unix.SIGTRAP))
 	}
 	if err := ptrace.GetRegs(th.tid, &th.regs); err != nil {
@@ -352,7 +373,7 @@ func (t *Tracer) prevInstruction(rip, addr, n uint64, regs *unix.PtraceRegs) pre
 		return p
 	}
 	var code [15]byte
-	if t.mem.ReadPartial(code[:], rip-15) < 15 {
+	if t.process.readCode(t.mem, code[:], rip-15) < 15 {
 		return prevInsn{pc: rip} // the previous page is not readable
 	}
 	if pc, in := accessorBefore(code[:], rip, regs, addr, n); in != nil {
@@ -465,7 +486,7 @@ func (t *Tracer) selfClobberingLoad(code []byte, rip, addr, n uint64, regs *unix
 // with the page disarmed) for each debug-register watch it touches.
 func (t *Tracer) watchedAccess(addr uint64, b []byte, write bool) {
 	for _, st := range t.watch.list {
-		if !st.stats.Hardware || st.Mode.Kind == hwbp.Exec || !(addr < st.Addr+st.Len && st.Addr < addr+uint64(len(b))) {
+		if !st.stats.ServedBy.usesDebugRegister() || st.Mode.Kind == hwbp.Exec || !(addr < st.Addr+st.Len && st.Addr < addr+uint64(len(b))) {
 			continue
 		}
 		h := kmmio.Hit{TID: t.hit.th.tid, PC: t.hit.pc, Addr: addr, Width: len(b), Write: write, Value: b}
@@ -503,16 +524,22 @@ func (t *Tracer) logWatch(st *watchState, h *kmmio.Hit) {
 	}
 }
 
-// clearWatches removes the debug registers from every held thread, before
-// detaching.
+// clearWatches removes the int3s from the program and the debug registers
+// from every held thread, before detaching.
 func (t *Tracer) clearWatches() error {
-	if t.watch == nil || t.watch.slots.Len() == 0 {
+	if t.watch == nil {
 		return nil
 	}
-	if t.perf != nil {
-		return t.stopPerf()
+	first := t.removeBreakpoints()
+	if t.watch.slots.Len() == 0 {
+		return first
 	}
-	var first error
+	if t.perf != nil {
+		if err := t.stopPerf(); first == nil {
+			first = err
+		}
+		return first
+	}
 	for _, th := range t.threads {
 		if err := hwbp.Clear(th.tid); ignoreGone(err) != nil && first == nil {
 			first = err
@@ -554,6 +581,7 @@ func (t *Tracer) dropWatches(pc uint64, tid int) error {
 			return err
 		}
 	}
-	t.watch = newWatchSet(ws.resolve)
+	t.watch = newWatchSet(ws.resolve, ws.plan)
+	t.publishShadow() // the int3s went with the old image
 	return nil
 }

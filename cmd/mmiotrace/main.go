@@ -47,6 +47,7 @@ func init() {
 		{"watch", "log every access to variables, by name, with values", runWatch},
 		{"symbols", "list the symbols watch accepts", runSymbols},
 		{"tp", "list a Go program's tracepoints", runTp},
+		{"check", "probe what this host supports, and what mmiotrace uses instead", runCheck},
 		{"help", "show help for a command", runHelp},
 	}
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/mmiotrace/mmiotrace/internal/feature"
 	"github.com/mmiotrace/mmiotrace/symbols"
 	"github.com/mmiotrace/mmiotrace/tracer"
 )
@@ -16,11 +18,24 @@ const watchHelp = `Usage:
   mmiotrace watch [flags] SPEC... -- COMMAND [ARGS...]
   mmiotrace watch [flags] SPEC... -p PID
 
-Watch variables with the CPU's debug registers and log every hit from
-every thread: direction, the instruction's access width, the address, the
-value, the thread and the accessing instruction's PC. Past four debug
-registers, watches are served by page protection (as 'record' does), so
-any number works; the choice is printed at start.
+Watch variables and log every hit from every thread: direction, the
+instruction's access width, the address, the value, the thread and the
+accessing instruction's PC. Watches use the CPU's debug registers where
+this host's trap (mmiotrace probes them first: see 'mmiotrace check');
+past the four registers, or where they do not trap, data watches are
+served by page protection (as 'record' does) and execute watches by int3
+breakpoints, so any number works on any host, exactly. The choice is
+printed at start and in the summary.
+
+BACKEND (--backend):
+  auto    debug registers where they trap, else pages and int3 (default)
+  ptrace  debug registers through ptrace: each hit stops the thread, exact
+          values; refused on a host whose debug registers do not trap
+  perf    perf_event_open breakpoints: no stop per hit, about twice as fast;
+          values from the registers where the instruction holds them, else
+          read later; refused where perf breakpoints do not count
+  pages   page protection for data watches and int3 for execute watches,
+          never debug registers
 
 SPEC:  SYMBOL[+OFF][/LEN][:MODE]  or  LIB:SYMBOL[...]  or  0xADDR/LEN[:MODE]
 MODE:  rw- (default), -w- (writes), r-- (reads: a read/write watch whose
@@ -35,6 +50,7 @@ Examples:
   mmiotrace watch 'main.state:-w-' flags/4 -o - -- ./server
   mmiotrace watch libfoo.so:foo_state -p 4242
   mmiotrace watch 0x601040/8:rw- -p 4242
+  mmiotrace watch --backend pages 'tick:--x' counter -- ./app
 `
 
 func runWatch(args []string) int {
@@ -42,13 +58,14 @@ func runWatch(args []string) int {
 	out := fs.String("o", "mmiotrace.log", "write the log to `FILE` (\"-\" for stdout)")
 	pid := fs.Int("p", 0, "attach to the running process `PID`")
 	quiet := fs.Bool("q", false, "no progress line or summary")
-	backend := fs.String("backend", "ptrace", "`NAME` of the debug-register backend: ptrace (each hit stops the thread; exact values) or perf (perf_event_open breakpoints: no stop, about twice as fast; values from the registers where the instruction holds them, else read later)")
+	backendName := fs.String("backend", "auto", "`BACKEND`: auto, ptrace, perf or pages (see above)")
 	specArgs, argv, code, ok := parseInterleaved(fs, args)
 	if !ok {
 		return code
 	}
-	if *backend != "ptrace" && *backend != "perf" {
-		errorf("watch: --backend is ptrace or perf, not %q", *backend)
+	backend, err := tracer.ParseWatchBackend(*backendName)
+	if err != nil {
+		errorf("watch: --backend: %v", err)
 		return exitUsage
 	}
 	if len(specArgs) == 0 {
@@ -102,8 +119,8 @@ func runWatch(args []string) int {
 	ui := newStatus(os.Stderr, *quiet)
 	tr, err := tracer.New(tracer.Config{
 		Argv: argv, PID: *pid, Self: self, Out: buf,
-		Watches:   res.Resolve,
-		PerfWatch: *backend == "perf",
+		Watches:      res.Resolve,
+		WatchBackend: backend,
 		Info: func(s string) {
 			if !*quiet {
 				ui.note(s)
@@ -111,6 +128,10 @@ func runWatch(args []string) int {
 		},
 		Warn: func(s string) { ui.warn(s) },
 	})
+	if errors.Is(err, feature.ErrNotSupported) {
+		errorf("watch: %v", err) // the host lacks the backend asked for
+		return exitError
+	}
 	if err != nil {
 		errorf("watch: %v", err)
 		return exitUsage
@@ -141,11 +162,7 @@ func printWatchStats(w *os.File, stats []tracer.WatchStats) {
 	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "symbol\taccess\thits\treads\twrites\tserved by")
 	for _, s := range tracer.SortedWatchStats(stats) {
-		by := "page protection"
-		if s.Hardware {
-			by = "debug register"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.Mode, s.Reads+s.Writes+s.Execs, s.Reads, s.Writes, by)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.Mode, s.Reads+s.Writes+s.Execs, s.Reads, s.Writes, s.ServedBy)
 	}
 	tw.Flush()
 	bw.Flush()
