@@ -60,8 +60,11 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 	switch th.sys.Nr() {
 	case unix.SYS_MMAP:
 		addr, length := uint64(ret), pageAlign(a[1])
-		// MAP_FIXED may have replaced traced memory.
+		// MAP_FIXED may have replaced traced memory, or watched pages.
 		if err := t.unmapRange(addr, length, pc, th.tid); err != nil {
+			return err
+		}
+		if err := t.rearmWatches(addr, length); err != nil {
 			return err
 		}
 		if t.watch != nil && t.watch.pending > 0 && a[3]&unix.MAP_ANONYMOUS == 0 {
@@ -81,6 +84,9 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 		}
 		return t.syncMaps(addr, addr+length, pc, th.tid)
 	case unix.SYS_MUNMAP:
+		if err := t.unmapWatches(a[0], pageAlign(a[1]), pc, th.tid); err != nil {
+			return err
+		}
 		return t.unmapRange(a[0], pageAlign(a[1]), pc, th.tid)
 	case unix.SYS_MREMAP:
 		// The moved pages keep the protection they had: PROT_NONE if we
@@ -89,6 +95,9 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 		moved := -1
 		if fp := t.engine.Page(a[0]); fp != nil && fp.Armed {
 			moved = fp.Prot
+		}
+		if err := t.unmapWatches(a[0], pageAlign(a[1]), pc, th.tid); err != nil {
+			return err
 		}
 		if err := t.unmapRange(a[0], pageAlign(a[1]), pc, th.tid); err != nil {
 			return err

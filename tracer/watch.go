@@ -2,6 +2,7 @@ package tracer
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync/atomic"
 
@@ -190,6 +191,69 @@ func (t *Tracer) placePageWatch(st *watchState) error {
 		return fmt.Errorf("watch %s by page protection: %w", st.Name, err)
 	}
 	return nil
+}
+
+// rearmWatches arms again the page-protection watches whose pages a mmap
+// has just replaced: the dynamic loader maps a library's segments with
+// MAP_FIXED over its first reservation of the whole file, after which a
+// watch placed at that first mmap (LIB:SYMBOL) has fresh pages, not armed,
+// with the segment's protection.
+func (t *Tracer) rearmWatches(addr, length uint64) error {
+	hit := t.pageWatchesIn(addr, length)
+	if len(hit) == 0 {
+		return nil
+	}
+	if _, err := t.engine.Forget(addr, length); err != nil {
+		return err
+	}
+	for _, st := range hit {
+		if err := t.placePageWatch(st); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmapWatches ends the page-protection watches whose memory the program
+// unmaps (dlclose): an UNMAP each. They are resolved again if their
+// library is mapped again.
+func (t *Tracer) unmapWatches(addr, length, pc uint64, tid int) error {
+	hit := t.pageWatchesIn(addr, length)
+	if len(hit) == 0 {
+		return nil
+	}
+	if _, err := t.engine.Forget(addr, length); err != nil {
+		return err
+	}
+	ws := t.watch
+	now := trace.Now()
+	for _, st := range hit {
+		st.probe = nil
+		delete(ws.byName, st.Name)
+		ws.list = slices.DeleteFunc(ws.list, func(w *watchState) bool { return w == st })
+		ws.done = append(ws.done, st)
+		ws.pending++
+		if err := t.emit(&trace.Record{Kind: trace.KindUnmap, Time: now, MapID: st.id, PC: pc, TID: int32(tid)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pageWatchesIn returns the page-protection watches with pages in
+// [addr, addr+length).
+func (t *Tracer) pageWatchesIn(addr, length uint64) []*watchState {
+	if t.watch == nil {
+		return nil
+	}
+	var out []*watchState
+	lo, hi := addr&^(pageSize-1), pageAlign(addr+length)
+	for _, st := range t.watch.list {
+		if p := st.probe; p != nil && p.Addr < hi && lo < pageAlign(p.End()) {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // mappingOf returns the program's mapping holding addr, or nil.
