@@ -231,7 +231,6 @@ func (t *Tracer) unmapWatches(addr, length, pc uint64, tid int) error {
 		st.probe = nil
 		delete(ws.byName, st.Name)
 		ws.list = slices.DeleteFunc(ws.list, func(w *watchState) bool { return w == st })
-		ws.done = append(ws.done, st)
 		ws.pending++
 		if err := t.emit(&trace.Record{Kind: trace.KindUnmap, Time: now, MapID: st.id, PC: pc, TID: int32(tid)}); err != nil {
 			return err
