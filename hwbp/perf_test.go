@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/mmiotrace/mmiotrace/internal/feature"
+	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/trace"
 	"golang.org/x/sys/unix"
 )
@@ -36,6 +38,7 @@ func openPerf(t *testing.T, tid int, addr uint64, n int, k Kind, o PerfOptions) 
 // sampled RIP just past the store, the stored value in some register, and
 // CLOCK_MONOTONIC times in order within the run.
 func TestPerfWriteWatch(t *testing.T) {
+	testenv.SkipIfNotSupported(t, feature.PerfBreakpoints())
 	const n = 50
 	f := startStore(t, n, false)
 	w := openPerf(t, f.pid, f.counter, 8, Write, PerfOptions{})
@@ -80,6 +83,7 @@ func TestPerfWriteWatch(t *testing.T) {
 // on the store instruction's successor and a read/write watch on a 4-byte
 // variable each see every iteration, and a watch nothing touches sees none.
 func TestPerfExecAndReadWrite(t *testing.T) {
+	testenv.SkipIfNotSupported(t, feature.PerfBreakpoints())
 	const n = 20
 	f := startStore(t, n, false)
 	x := openPerf(t, f.pid, f.afterStore, 1, Exec, PerfOptions{NoRegs: true})
@@ -112,6 +116,7 @@ func TestPerfExecAndReadWrite(t *testing.T) {
 // TestPerfLost overflows a one-page ring: what Read returns plus what the
 // kernel reports lost accounts for every hit.
 func TestPerfLost(t *testing.T) {
+	testenv.SkipIfNotSupported(t, feature.PerfBreakpoints())
 	const n = 500
 	f := startStore(t, n, false)
 	w := openPerf(t, f.pid, f.counter, 8, Write, PerfOptions{RingPages: 1})

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"testing"
 
+	"github.com/mmiotrace/mmiotrace/internal/feature"
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,6 +16,7 @@ import (
 // only, RIP just past the storing instruction, and the new value already in
 // memory.
 func TestPtraceWriteWatch(t *testing.T) {
+	testenv.SkipIfNotSupported(t, feature.DebugRegisterTraps())
 	lockThread(t)
 	const n = 5
 	f := startStore(t, n, true)

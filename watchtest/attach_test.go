@@ -18,6 +18,10 @@ import (
 // program goes on running untraced, with the watched page's protection
 // restored.
 func TestAttachDetach(t *testing.T) {
+	eachBackend(t, testAttachDetach)
+}
+
+func testAttachDetach(t *testing.T, b backend) {
 	exe := buildFix(t, "-no-pie")
 	dir := t.TempDir()
 	flog := filepath.Join(dir, "fixture.log")
@@ -33,7 +37,7 @@ func TestAttachDetach(t *testing.T) {
 	waitFor(t, "fixture start", func() bool { return ticks(flog) >= 1 })
 
 	tlog := filepath.Join(dir, "trace.log")
-	cmd := exec.Command(cli(t), "watch", "-o", tlog, "g8", "g16", "g32", "g64", "counter:-w-", "-p", strconv.Itoa(prog.Process.Pid))
+	cmd := exec.Command(cli(t), "watch", "--backend", b.name, "-o", tlog, "g8", "g16", "g32", "g64", "counter:-w-", "-p", strconv.Itoa(prog.Process.Pid))
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -75,11 +79,11 @@ func TestAttachDetach(t *testing.T) {
 	}
 
 	// The trace holds consecutive stores to counter.
-	b, err := os.ReadFile(tlog)
+	text, err := os.ReadFile(tlog)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wl := parseWatchLog(t, b)
+	wl := parseWatchLog(t, text)
 	addr, _ := wl.watchRange(t, "counter")
 	var vals []uint64
 	for _, h := range wl.hits {

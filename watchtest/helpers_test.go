@@ -3,6 +3,7 @@ package watchtest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mmiotrace/mmiotrace/internal/feature"
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/trace"
 )
@@ -38,9 +40,24 @@ func (a access) String() string {
 // lines; other lines are skipped.
 func readFixtureLog(t *testing.T, path string) []access {
 	t.Helper()
-	b, err := os.ReadFile(path)
+	out, err := parseFixtureLog(path)
 	if err != nil {
 		t.Fatalf("fixture log: %v", err)
+	}
+	return out
+}
+
+// readFixtureLogQuiet is readFixtureLog for a log still being written: a
+// line cut short is left out.
+func readFixtureLogQuiet(path string) []access {
+	out, _ := parseFixtureLog(path)
+	return out
+}
+
+func parseFixtureLog(path string) ([]access, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	var out []access
 	for _, line := range strings.Split(string(b), "\n") {
@@ -53,11 +70,11 @@ func readFixtureLog(t *testing.T, path string) []access {
 		addr, err3 := strconv.ParseUint(f[3], 0, 64)
 		val, err4 := strconv.ParseUint(f[4], 0, 64)
 		if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
-			t.Fatalf("fixture log line %q: bad field", line)
+			return out, fmt.Errorf("line %q: bad field", line)
 		}
 		out = append(out, access{tid, f[1][0], w, addr, val})
 	}
-	return out
+	return out, nil
 }
 
 // watchLog is a parsed mmiotrace watch log.
@@ -117,18 +134,62 @@ func (wl *watchLog) watchRange(t *testing.T, name string) (uint64, uint64) {
 
 // run is the result of one `mmiotrace watch` run.
 type run struct {
-	code    int
-	stderr  string
-	log     *watchLog
-	fixture []access
+	code        int
+	stderr      string
+	log         *watchLog
+	fixture     []access
+	fixturePath string
 }
 
-// watch runs `mmiotrace watch -o - SPECS... -- ARGV...` with WT_LOG set for
-// the fixture, and parses both logs.
-func watch(t *testing.T, specs []string, argv ...string) *run {
+// backend is a way of serving watches that the end-to-end tests run
+// through: what this host has (auto: debug registers where they trap) and,
+// on every host, page protection and int3 (pages).
+type backend struct {
+	name string // the --backend value
+	// registers: debug registers serve watches while they last.
+	registers bool
+}
+
+// backends returns the backends every end-to-end watch test runs with.
+func backends(t *testing.T) []backend {
+	t.Helper()
+	err := feature.DebugRegisterTraps()
+	if err != nil && !errors.Is(err, feature.ErrNotSupported) {
+		t.Fatalf("debug-register probe inconclusive: %v", err)
+	}
+	return []backend{{"auto", err == nil}, {"pages", false}}
+}
+
+// eachBackend runs fn as a subtest per backend.
+func eachBackend(t *testing.T, fn func(t *testing.T, b backend)) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { fn(t, b) })
+	}
+}
+
+// data is what serves a data watch under b: a debug register if one is
+// free, else page protection.
+func (b backend) data(registerFree bool) string {
+	if b.registers && registerFree {
+		return "debug register"
+	}
+	return "page protection"
+}
+
+// exec is what serves an execute watch under b.
+func (b backend) exec(registerFree bool) string {
+	if b.registers && registerFree {
+		return "debug register"
+	}
+	return "int3 breakpoint"
+}
+
+// watch runs `mmiotrace watch --backend B -o - SPECS... -- ARGV...` with
+// WT_LOG set for the fixture, and parses both logs.
+func watch(t *testing.T, b backend, specs []string, argv ...string) *run {
 	t.Helper()
 	flog := filepath.Join(t.TempDir(), "fixture.log")
-	args := append([]string{"watch", "-o", "-"}, specs...)
+	args := append([]string{"watch", "--backend", b.name, "-o", "-"}, specs...)
 	args = append(append(args, "--"), argv...)
 	cmd := exec.Command(cli(t), args...)
 	cmd.Env = append(os.Environ(), "WT_LOG="+flog)
@@ -146,6 +207,7 @@ func watch(t *testing.T, specs []string, argv ...string) *run {
 	}
 	r.log = parseWatchLog(t, stdout.Bytes())
 	r.fixture = readFixtureLog(t, flog)
+	r.fixturePath = flog
 	return r
 }
 
@@ -216,11 +278,10 @@ func servedBy(stderr, name string) string {
 	for sc.Scan() {
 		l := sc.Text()
 		if strings.HasPrefix(l, "mmiotrace: watch "+name+" ") {
-			switch {
-			case strings.Contains(l, "debug register"):
-				return "debug register"
-			case strings.Contains(l, "page protection"):
-				return "page protection"
+			for _, m := range []string{"debug register", "perf breakpoint", "page protection", "int3 breakpoint"} {
+				if strings.Contains(l, m) {
+					return m
+				}
 			}
 		}
 	}

@@ -15,17 +15,21 @@ import (
 // TestDlopen watches a variable of a library the program loads with dlopen
 // after tracing began (LIB:SYMBOL).
 func TestDlopen(t *testing.T) {
+	eachBackend(t, testDlopen)
+}
+
+func testDlopen(t *testing.T, b backend) {
 	built := testenv.BuildC(t, "testdata/libwt.c", "-shared", "-fPIC")
 	lib := filepath.Join(t.TempDir(), "libwt.so")
 	copyFile(t, built, lib)
 	exe := buildFix(t)
-	r := watch(t, []string{"libwt.so:lib_counter"}, exe, "dlopen", lib)
+	r := watch(t, b, []string{"libwt.so:lib_counter"}, exe, "dlopen", lib)
 	addr, n := r.log.watchRange(t, "libwt.so:lib_counter")
 	if n != 4 {
 		t.Errorf("lib_counter: length %d, want 4", n)
 	}
-	if got := servedBy(r.stderr, "libwt.so:lib_counter"); got != "debug register" {
-		t.Errorf("served by %q, want debug register\n%s", got, r.stderr)
+	if got, want := servedBy(r.stderr, "libwt.so:lib_counter"), b.data(true); got != want {
+		t.Errorf("served by %q, want %s\n%s", got, want, r.stderr)
 	}
 	want := expected(r.fixture, []span{{addr, n, "RW"}})
 	if len(want) != 4 {
@@ -109,10 +113,11 @@ func TestStripped(t *testing.T) {
 	}
 	// The unstripped twin has the same layout: take counter's address from it.
 	plain := buildFix(t, "-no-pie")
-	r := watch(t, []string{"g64"}, plain, "seq")
+	b := backends(t)[0]
+	r := watch(t, b, []string{"g64"}, plain, "seq")
 	a, n := r.log.watchRange(t, "g64")
 	raw := "0x" + strings.TrimPrefix(hex(a), "0x") + "/8"
-	r2 := watch(t, []string{raw}, exe, "seq")
+	r2 := watch(t, b, []string{raw}, exe, "seq")
 	got, _ := r2.log.watchRange(t, raw)
 	if got != a {
 		t.Fatalf("raw watch at %#x, want %#x", got, a)

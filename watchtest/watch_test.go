@@ -10,22 +10,27 @@ import (
 var seqVars = []string{"g8", "g16", "g32", "g64"}
 
 // TestSequenceC watches globals of sizes 1, 2, 4 and 8 with debug registers
-// and a fifth (counter) that page protection serves, in a non-PIE and a PIE
-// build, while the main thread and a thread created after tracing began make
-// known accesses. Both logs must agree exactly, thread by thread.
+// (where the host's trap) and a fifth (counter) that page protection serves,
+// in a non-PIE and a PIE build, while the main thread and a thread created
+// after tracing began make known accesses. Both logs must agree exactly,
+// thread by thread, with every backend.
 func TestSequenceC(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b backend) { testSequenceC(t, b) })
+}
+
+func testSequenceC(t *testing.T, b backend) {
 	for _, flags := range [][]string{{"-no-pie"}, {"-pie", "-fPIE"}} {
 		t.Run(flags[0], func(t *testing.T) {
 			exe := buildFix(t, flags...)
-			r := watch(t, append(seqVars, "counter"), exe, "seq")
+			r := watch(t, b, append(seqVars, "counter"), exe, "seq")
 			var spans []span
 			for _, v := range append(seqVars, "counter") {
 				a, n := r.log.watchRange(t, v)
 				spans = append(spans, span{a, n, "RW"})
 			}
 			for _, v := range seqVars {
-				if got := servedBy(r.stderr, v); got != "debug register" {
-					t.Errorf("%s served by %q, want debug register\n%s", v, got, r.stderr)
+				if got, want := servedBy(r.stderr, v), b.data(true); got != want {
+					t.Errorf("%s served by %q, want %s\n%s", v, got, want, r.stderr)
 				}
 			}
 			if got := servedBy(r.stderr, "counter"); got != "page protection" {
@@ -54,9 +59,13 @@ func threads(l []access) int {
 // TestSequenceGo is TestSequenceC for a Go program: its globals by their Go
 // names, a goroutine locked to a new thread.
 func TestSequenceGo(t *testing.T) {
+	eachBackend(t, testSequenceGo)
+}
+
+func testSequenceGo(t *testing.T, b backend) {
 	exe := testenv.BuildGo(t, "./testdata/gofix")
 	names := []string{"main.g8", "main.g16", "main.g32", "main.g64"}
-	r := watch(t, names, exe)
+	r := watch(t, b, names, exe)
 	var spans []span
 	for _, v := range names {
 		a, n := r.log.watchRange(t, v)
@@ -70,15 +79,19 @@ func TestSequenceGo(t *testing.T) {
 }
 
 // TestTwelveOnOnePage places 12 watches on one page: four get debug
-// registers, the rest page protection; every access must be exact, and the
-// unwatched neighbour page[12] must not show.
+// registers where the host's trap, the rest page protection; every access
+// must be exact, and the unwatched neighbour page[12] must not show.
 func TestTwelveOnOnePage(t *testing.T) {
+	eachBackend(t, testTwelveOnOnePage)
+}
+
+func testTwelveOnOnePage(t *testing.T, b backend) {
 	exe := buildFix(t)
 	var specs []string
 	for i := 0; i < 12; i++ {
 		specs = append(specs, fmt.Sprintf("page+%d/8", 8*i))
 	}
-	r := watch(t, specs, exe, "page")
+	r := watch(t, b, specs, exe, "page")
 	var spans []span
 	hw, pp := 0, 0
 	for _, s := range specs {
@@ -94,8 +107,12 @@ func TestTwelveOnOnePage(t *testing.T) {
 			pp++
 		}
 	}
-	if hw != 4 || pp != 8 {
-		t.Errorf("%d watches by debug register, %d by page protection; want 4 and 8\n%s", hw, pp, r.stderr)
+	wantHW := 0
+	if b.registers {
+		wantHW = 4
+	}
+	if hw != wantHW || pp != 12-wantHW {
+		t.Errorf("%d watches by debug register, %d by page protection; want %d and %d\n%s", hw, pp, wantHW, 12-wantHW, r.stderr)
 	}
 	for i := 1; i < len(spans); i++ {
 		if spans[i].addr != spans[0].addr+uint64(8*i) {
@@ -118,8 +135,12 @@ func TestTwelveOnOnePage(t *testing.T) {
 
 // TestModes: r-- reports only reads, -w- only writes.
 func TestModes(t *testing.T) {
+	eachBackend(t, testModes)
+}
+
+func testModes(t *testing.T, b backend) {
 	exe := buildFix(t)
-	r := watch(t, []string{"g32:r--", "g64:-w-", "g16"}, exe, "seq")
+	r := watch(t, b, []string{"g32:r--", "g64:-w-", "g16"}, exe, "seq")
 	a32, n32 := r.log.watchRange(t, "g32")
 	a64, n64 := r.log.watchRange(t, "g64")
 	a16, n16 := r.log.watchRange(t, "g16")
@@ -148,9 +169,16 @@ func TestModes(t *testing.T) {
 // TestExec: an execute watch on a function gives one X per call, at the
 // function's address.
 func TestExec(t *testing.T) {
+	eachBackend(t, testExec)
+}
+
+func testExec(t *testing.T, b backend) {
 	exe := buildFix(t)
 	const calls = 7
-	r := watch(t, []string{"tick:--x"}, exe, "exec", fmt.Sprint(calls))
+	r := watch(t, b, []string{"tick:--x"}, exe, "exec", fmt.Sprint(calls))
+	if got, want := servedBy(r.stderr, "tick"), b.exec(true); got != want {
+		t.Errorf("tick served by %q, want %s\n%s", got, want, r.stderr)
+	}
 	addr, _ := r.log.watchRange(t, "tick")
 	var want []access
 	for _, a := range r.fixture {

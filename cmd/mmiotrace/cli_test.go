@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mmiotrace/mmiotrace/internal/feature"
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/trace"
 )
@@ -388,9 +390,10 @@ func TestAttachWithoutPermission(t *testing.T) {
 	}
 }
 
-// TestWatchBackendsAgree watches the same program with the ptrace and the
-// perf backends: for plain loads and stores both must log the same hits,
-// with the same values, widths, addresses, PCs and thread order.
+// TestWatchBackendsAgree watches the same program with every backend the
+// host has (pages everywhere; ptrace and perf where debug registers trap,
+// as probed): for plain loads and stores all must log the same hits, with
+// the same values, widths, addresses, PCs and thread order.
 func TestWatchBackendsAgree(t *testing.T) {
 	bin := mmiotraceBin(t)
 	prog := testenv.BuildC(t, "testdata/watchme.c", "-pthread")
@@ -432,29 +435,70 @@ func TestWatchBackendsAgree(t *testing.T) {
 		}
 		return out
 	}
-	pt, pf := seqs(run("ptrace")), seqs(run("perf"))
-	if len(pt) != 2 || len(pf) != 2 {
-		t.Fatalf("threads with hits: ptrace %d, perf %d; want 2", len(pt), len(pf))
+	names := []string{"pages"}
+	if feature.DebugRegisterTraps() == nil {
+		names = append(names, "ptrace")
+	}
+	if feature.PerfBreakpoints() == nil {
+		names = append(names, "perf")
+	}
+	pt := seqs(run(names[0]))
+	if len(pt) != 2 {
+		t.Fatalf("threads with hits: %s %d; want 2", names[0], len(pt))
 	}
 	// 100 stores, a load, a store to flag8, 20 stores to wide, and printf's
 	// loads of counter and flag8.
 	if n := len(pt[0]); n != 100+1+1+20+2 {
-		t.Errorf("main thread: %d hits with ptrace, want 124", n)
+		t.Errorf("main thread: %d hits with %s, want 124", n, names[0])
 	}
 	if n := len(pt[1]); n != 100 {
-		t.Errorf("second thread: %d hits with ptrace, want 100 (50 loads, 50 stores)", n)
+		t.Errorf("second thread: %d hits with %s, want 100 (50 loads, 50 stores)", n, names[0])
 	}
-	for i := range pt {
-		a, b := pt[i], pf[i]
-		if len(a) != len(b) {
-			t.Fatalf("thread %d: %d hits with ptrace, %d with perf", i, len(a), len(b))
+	t.Logf("backends compared: %v", names)
+	for _, other := range names[1:] {
+		pf := seqs(run(other))
+		if len(pf) != 2 {
+			t.Fatalf("threads with hits: %s %d; want 2", other, len(pf))
 		}
-		for j := range a {
-			// PCs differ between runs only by the load address (PIE).
-			if a[j].kind != b[j].kind || a[j].width != b[j].width || a[j].val != b[j].val ||
-				a[j].addr-a[0].addr != b[j].addr-b[0].addr || a[j].pc-a[0].pc != b[j].pc-b[0].pc {
-				t.Fatalf("thread %d hit %d: ptrace %+v, perf %+v", i, j, a[j], b[j])
+		for i := range pt {
+			a, b := pt[i], pf[i]
+			if len(a) != len(b) {
+				t.Fatalf("thread %d: %d hits with %s, %d with %s", i, len(a), names[0], len(b), other)
 			}
+			for j := range a {
+				// PCs differ between runs only by the load address (PIE).
+				if a[j].kind != b[j].kind || a[j].width != b[j].width || a[j].val != b[j].val ||
+					a[j].addr-a[0].addr != b[j].addr-b[0].addr || a[j].pc-a[0].pc != b[j].pc-b[0].pc {
+					t.Fatalf("thread %d hit %d: %s %+v, %s %+v", i, j, names[0], a[j], other, b[j])
+				}
+			}
+		}
+	}
+}
+
+// TestWatchBackendRefused: an explicit --backend the host lacks (by the
+// probe) is refused with one line and exit 1, before the program runs;
+// where the host has it, it runs.
+func TestWatchBackendRefused(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/watchme.c", "-pthread")
+	for name, probe := range map[string]func() error{"ptrace": feature.DebugRegisterTraps, "perf": feature.PerfBreakpoints} {
+		out, err := exec.Command(bin, "watch", "-q", "--backend", name, "counter", "-o", "/dev/null", "--", prog).CombinedOutput()
+		perr := probe()
+		if perr == nil {
+			if err != nil {
+				t.Errorf("--backend %s on a host that has it: %v\n%s", name, err, out)
+			}
+			continue
+		}
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("--backend %s where %v: %v, want exit 1\n%s", name, perr, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], "--backend "+name) || !strings.Contains(lines[0], "--backend pages") ||
+			strings.Contains(string(out), "99 5099 7") {
+			t.Errorf("--backend %s: want one line naming the backend and the way out, and the program not run; got\n%s", name, out)
 		}
 	}
 }

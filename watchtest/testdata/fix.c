@@ -11,6 +11,15 @@
  *              to $WT_LOG every 50 increments (for attach tests)
  *   bench N    N stores to counter
  *   dlopen LIB loads LIB after start and writes its lib_counter through lib_set
+ *   execmt N T [step]
+ *              T threads and main call tick N times each, all at once
+ *              (tick_step with "step": its first instruction is one no
+ *              emulator handles, so an int3 there is single-stepped)
+ *   hot N      calls hot() N times, then logs "hot N" (no line per call)
+ *   fork       tick twice, fork a child that calls tick 3 times (logging
+ *              them) and must exit 0, tick once more
+ *   reexec N   tick twice, then exec itself as "exec N"
+ *   tickloop   calls tick every millisecond forever (attach tests)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -20,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 volatile uint8_t g8;
@@ -82,11 +92,47 @@ __attribute__((noinline)) void tick(void)
 	__asm__ volatile("" ::: "memory");
 }
 
+void tick_step(void);
+
+/* tick_step's body: logs a call of tick_step. */
+static __attribute__((noinline, used)) void tick_step_body(void)
+{
+	pthread_mutex_lock(&logmu);
+	fprintf(logf_, "%ld X 0 0x%lx 0x0\n", (long)syscall(SYS_gettid), (unsigned long)(uintptr_t)&tick_step);
+	pthread_mutex_unlock(&logmu);
+}
+
+/* A register-to-register move first, then the body. */
+__asm__(".text\n.globl tick_step\n.type tick_step,@function\ntick_step:\n"
+	"\tmovq %rsp, %rax\n\tjmp tick_step_body\n.size tick_step, .-tick_step\n");
+
+volatile uint64_t hot_calls;
+
+__attribute__((noinline)) void hot(void)
+{
+	hot_calls++;
+	__asm__ volatile("" ::: "memory");
+}
+
+static pthread_barrier_t start_line;
+
+static void (*tick_fn)(void) = tick;
+
+static void *ticker(void *arg)
+{
+	int n = (int)(uintptr_t)arg;
+	pthread_barrier_wait(&start_line);
+	for (int i = 0; i < n; i++)
+		tick_fn();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "seq";
 	const char *path = getenv("WT_LOG");
-	logf_ = fopen(path ? path : "/dev/null", "w");
+	/* Appending: an image exec'd by reexec goes on with the same log. */
+	logf_ = fopen(path ? path : "/dev/null", "a");
 	if (!logf_) {
 		perror("fopen");
 		return 1;
@@ -146,6 +192,56 @@ int main(int argc, char **argv)
 		}
 		uint32_t v = get();
 		logacc('R', 4, c, v);
+	} else if (!strcmp(mode, "execmt")) {
+		int n = argc > 2 ? atoi(argv[2]) : 100;
+		int nt = argc > 3 ? atoi(argv[3]) : 4;
+		pthread_t th[64];
+		if (nt > 64)
+			nt = 64;
+		if (argc > 4 && !strcmp(argv[4], "step"))
+			tick_fn = tick_step;
+		pthread_barrier_init(&start_line, NULL, nt + 1);
+		for (int i = 0; i < nt; i++)
+			if (pthread_create(&th[i], NULL, ticker, (void *)(uintptr_t)n) != 0)
+				return 1;
+		ticker((void *)(uintptr_t)n);
+		for (int i = 0; i < nt; i++)
+			pthread_join(th[i], NULL);
+	} else if (!strcmp(mode, "hot")) {
+		long n = argc > 2 ? atol(argv[2]) : 10000;
+		for (long i = 0; i < n; i++)
+			hot();
+		fprintf(logf_, "hot %lu\n", (unsigned long)hot_calls);
+	} else if (!strcmp(mode, "fork")) {
+		tick();
+		tick();
+		pid_t c = fork();
+		if (c < 0)
+			return 1;
+		if (c == 0) {
+			for (int i = 0; i < 3; i++)
+				tick();
+			fflush(logf_);
+			_exit(0);
+		}
+		int st;
+		if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			fprintf(stderr, "child failed: status %#x\n", st);
+			return 3;
+		}
+		tick();
+	} else if (!strcmp(mode, "reexec")) {
+		tick();
+		tick();
+		fflush(logf_);
+		execl("/proc/self/exe", argv[0], "exec", argc > 2 ? argv[2] : "3", (char *)NULL);
+		perror("exec");
+		return 1;
+	} else if (!strcmp(mode, "tickloop")) {
+		for (;;) {
+			tick();
+			usleep(1000);
+		}
 	} else {
 		fprintf(stderr, "unknown mode %s\n", mode);
 		return 2;
