@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
@@ -48,6 +49,58 @@ func TestDevice(t *testing.T) {
 		t.Errorf("%s single-stepped, want 2 (bsf, bsr)", sm[2])
 	}
 }
+
+// TestDeviceUnprivileged is TestDevice run as an unprivileged user (nobody)
+// who owns the device file: /proc/PID/map_files cannot be opened without
+// CAP_SYS_ADMIN, so the tracer maps the file by its path, after checking
+// it is the very file mapped (device and inode). Exact, and the program
+// runs to its end.
+func TestDeviceUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.Skip(t, "needs root to run mmiotrace as another user")
+	}
+	bin := testenv.BuildC(t, "testdata/device.c", "-pthread")
+	dir, err := os.MkdirTemp("", "mmiotrace-nobody-") // t.TempDir's parent is root's alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chown(dir, nobody, nobody); err != nil {
+		t.Fatal(err)
+	}
+	shm := shmName(t)
+	flog, tlog := filepath.Join(dir, "fixture.log"), filepath.Join(dir, "trace.log")
+	res := mmiotraceAs(t, &syscall.Credential{Uid: nobody, Gid: nobody}, "record", "--map", shm, "-o", tlog, "--", bin, flog, shm)
+	if res.code != 0 {
+		t.Fatalf("mmiotrace as nobody: exit %d\nstderr:\n%s", res.code, res.stderr)
+	}
+	if strings.Contains(res.stderr, "warning") {
+		t.Errorf("warnings as nobody:\n%s", res.stderr)
+	}
+	recs := readLog(t, tlog)
+	m := mapOf(t, recs, shm)
+	compareThreads(t, fixtureLog(t, flog), traced(t, recs, m.MapID))
+}
+
+// TestUnlinkedUnprivileged: as nobody, a shared mapping of a file deleted
+// since has no alias (no map_files, no path): it is not traced, a warning
+// says why, and the program runs as it would untraced.
+func TestUnlinkedUnprivileged(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.Skip(t, "needs root to run mmiotrace as another user")
+	}
+	bin := testenv.BuildC(t, "testdata/misc.c")
+	shm := shmName(t)
+	res := mmiotraceAs(t, &syscall.Credential{Uid: nobody, Gid: nobody}, "record", "-q", "--map", shm, "-o", "/dev/null", "--", bin, "unlinked", shm)
+	if res.code != 0 || res.stdout != "value 0x5eed\n" {
+		t.Fatalf("exit %d, stdout %q; want 0 and the program's value\n%s", res.code, res.stdout, res.stderr)
+	}
+	if !strings.Contains(res.stderr, "not tracing "+shm) || !strings.Contains(res.stderr, "deleted") {
+		t.Errorf("no warning saying why %s is not traced:\n%s", shm, res.stderr)
+	}
+}
+
+const nobody = 65534
 
 // kernelWidthsOnly checks the log's text as a kernel-format reader sees it:
 // every R and W line has a width of 1, 2, 4 or 8, and the vector moves the

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,7 +35,14 @@ type result struct {
 // mmiotrace runs the mmiotrace command with args and a time limit.
 func mmiotrace(t *testing.T, args ...string) result {
 	t.Helper()
+	return mmiotraceAs(t, nil, args...)
+}
+
+// mmiotraceAs is mmiotrace run with the credentials cred (nil: ours).
+func mmiotraceAs(t *testing.T, cred *syscall.Credential, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(testenv.BuildCLI(t), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {

@@ -2,11 +2,13 @@ package tracer
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -137,9 +139,13 @@ func (t *Tracer) addMap(m *Mapping, r Range, pc uint64, tid int) error {
 		}
 	}
 	if m.Shared() {
+		// Emulated accesses to shared memory need an alias: /proc/PID/mem
+		// cannot write a shared mapping the program cannot write now (an
+		// armed page), nor keep an access's width.
 		a, err := t.openAlias(m)
 		if err != nil {
-			t.warn(fmt.Sprintf("%s: no alias mapping, accesses go through /proc/%d/mem and may not keep their width: %v", m.Path, t.pid, err))
+			t.warn(fmt.Sprintf("not tracing %s at %#x: %v", displayPath(m.Path), r.Addr, err))
+			return nil
 		}
 		tm.alias = a
 	}
@@ -202,7 +208,10 @@ func (t *Tracer) mapAt(addr uint64) *tmap {
 
 // openAlias maps the object behind a shared mapping into the tracer, through
 // /proc/PID/map_files, which names the very file the program mapped (even
-// if it has since been unlinked or the program's fd closed).
+// if it has since been unlinked or the program's fd closed). Opening it
+// needs CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); without, the file is
+// opened by its path, and used only if it is still the file mapped (same
+// device and inode).
 func (t *Tracer) openAlias(m *Mapping) (*alias, error) {
 	for _, tm := range t.maps {
 		if a := tm.alias; a != nil && a.start == m.Start && uint64(len(a.mem)) == m.Len() {
@@ -216,7 +225,10 @@ func (t *Tracer) openAlias(m *Mapping) (*alias, error) {
 	}
 	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/map_files/%x-%x", t.pid, m.Start, m.End), flags, 0)
 	if err != nil {
-		return nil, err
+		var perr error
+		if f, perr = openMappedFile(t.pid, m, flags); perr != nil {
+			return nil, fmt.Errorf("no way to map it for exact accesses (%w; %v)", err, perr)
+		}
 	}
 	defer f.Close()
 	mem, err := unix.Mmap(int(f.Fd()), int64(m.Offset), int(m.Len()), prot, unix.MAP_SHARED)
@@ -224,6 +236,32 @@ func (t *Tracer) openAlias(m *Mapping) (*alias, error) {
 		return nil, fmt.Errorf("mmap: %w", err)
 	}
 	return &alias{start: m.Start, mem: mem, refs: 1}, nil
+}
+
+// openMappedFile opens the file of mapping m of process pid by its path,
+// as the process sees it (through /proc/PID/root), if it is still the file
+// mapped.
+func openMappedFile(pid int, m *Mapping, flags int) (*os.File, error) {
+	if m.Deleted {
+		return nil, fmt.Errorf("%s was deleted since it was mapped", m.Path)
+	}
+	if !strings.HasPrefix(m.Path, "/") {
+		return nil, errors.New("no file to open")
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/root%s", pid, m.Path), flags, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if st.Dev != m.Dev || st.Ino != m.Inode {
+		f.Close()
+		return nil, fmt.Errorf("%s is no longer the file mapped (replaced)", m.Path)
+	}
+	return f, nil
 }
 
 func (a *alias) put() {

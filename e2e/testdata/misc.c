@@ -10,6 +10,8 @@
 //	                     by a SIGSEGV handler; print what the handler saw
 //	misc fixed           map anonymous memory at 0x200000000 (two pages),
 //	                     store and load in both pages, print the values
+//	misc unlinked SHM    create SHM, unlink it, then map it, store to it and
+//	                     load back, print the value
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <setjmp.h>
@@ -80,6 +82,21 @@ int main(int argc, char **argv)
 			printf("unmapped: fault at %p code %d\n", faultaddr, faultcode);
 		}
 		printf("load %x\n", p[2]);
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "unlinked")) {
+		int fd = open(argv[2], O_RDWR | O_CREAT, 0600);
+		if (fd < 0 || unlink(argv[2]) < 0 || ftruncate(fd, 4096) < 0) {
+			perror(argv[2]);
+			return 2;
+		}
+		volatile uint32_t *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED) {
+			perror("mmap");
+			return 2;
+		}
+		p[3] = 0x5eed;
+		printf("value %#x\n", p[3]);
 		return 0;
 	}
 	if (argc == 2 && !strcmp(argv[1], "fixed")) {

@@ -19,5 +19,6 @@
 //
 // The child is a program of a few instructions that this package writes
 // itself (probeELF), so the probes need no compiler, no file on disk and
-// no other executable.
+// no other executable. The package depends on golang.org/x/sys alone, so
+// that every other package, and every test helper, may use it.
 package feature

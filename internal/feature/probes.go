@@ -14,8 +14,6 @@ import (
 
 	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
-
-	"github.com/mmiotrace/mmiotrace/internal/ptrace"
 )
 
 // child is the probe program started under PTRACE_TRACEME, stopped at its
@@ -74,16 +72,45 @@ func startChild() (*child, error) {
 		c.finish()
 		return nil, fmt.Errorf("probe program: want a SIGTRAP stop at exec, got status %#x", uint32(ws))
 	}
-	if err := ptrace.SetOptions(pid, unix.PTRACE_O_EXITKILL); err != nil {
+	if err := unix.PtraceSetOptions(pid, unix.PTRACE_O_EXITKILL); err != nil {
 		c.finish()
 		return nil, err
 	}
 	return c, nil
 }
 
+// wait waits for a stop or the end of traced child pid.
+func wait(pid int) (unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, unix.WALL, nil)
+		if err != unix.EINTR {
+			return ws, err
+		}
+	}
+}
+
+// peekUser and pokeUser read and write a word of a stopped tracee's
+// struct user (the debug registers live there).
+func peekUser(pid int, off uintptr) (uint64, error) {
+	var v uint64
+	_, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_PEEKUSR, uintptr(pid), off, uintptr(unsafe.Pointer(&v)), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return v, nil
+}
+
+func pokeUser(pid int, off uintptr, v uint64) error {
+	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_POKEUSR, uintptr(pid), off, uintptr(v), 0, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
 func (c *child) wait() (unix.WaitStatus, error) {
 	for {
-		_, ws, err := ptrace.Wait(c.pid, false)
+		ws, err := wait(c.pid)
 		if err != nil {
 			return 0, fmt.Errorf("probe program: %w", err)
 		}
@@ -97,7 +124,7 @@ func (c *child) wait() (unix.WaitStatus, error) {
 // (and where) before exiting, and its exit status.
 func (c *child) runToExit() (trapped bool, rip uint64, status int, err error) {
 	defer c.finish()
-	if err := ptrace.Cont(c.pid, 0); err != nil {
+	if err := unix.PtraceCont(c.pid, 0); err != nil {
 		return false, 0, 0, err
 	}
 	for {
@@ -113,15 +140,15 @@ func (c *child) runToExit() (trapped bool, rip uint64, status int, err error) {
 		case ws.StopSignal() == syscall.SIGTRAP && !trapped:
 			trapped = true
 			var regs unix.PtraceRegs
-			if err := ptrace.GetRegs(c.pid, &regs); err != nil {
+			if err := unix.PtraceGetRegs(c.pid, &regs); err != nil {
 				return trapped, 0, 0, err
 			}
 			rip = regs.Rip
-			if err := ptrace.Cont(c.pid, 0); err != nil {
+			if err := unix.PtraceCont(c.pid, 0); err != nil {
 				return trapped, rip, 0, err
 			}
 		default:
-			if err := ptrace.Cont(c.pid, 0); err != nil {
+			if err := unix.PtraceCont(c.pid, 0); err != nil {
 				return trapped, rip, 0, err
 			}
 		}
@@ -133,7 +160,7 @@ func (c *child) finish() {
 	c.timer.Stop()
 	if syscall.Kill(c.pid, syscall.SIGKILL) == nil {
 		for {
-			if _, ws, err := ptrace.Wait(c.pid, false); err != nil || ws.Exited() || ws.Signaled() {
+			if ws, err := wait(c.pid); err != nil || ws.Exited() || ws.Signaled() {
 				return
 			}
 		}
@@ -148,7 +175,7 @@ func probePtrace() error {
 		}
 		// A single step is the other ptrace service the tracer needs.
 		defer c.finish()
-		if err := ptrace.SingleStep(c.pid, 0); err != nil {
+		if err := unix.PtraceSingleStep(c.pid); err != nil {
 			return unsupported("ptrace", fmt.Sprintf("PTRACE_SINGLESTEP: %v", err))
 		}
 		ws, err := c.wait()
@@ -176,15 +203,15 @@ func probeDebugRegisters() error {
 		if err != nil {
 			return err
 		}
-		if err := ptrace.PokeUser(c.pid, debugRegOffset, probeWord); err != nil {
+		if err := pokeUser(c.pid, debugRegOffset, probeWord); err != nil {
 			c.finish()
 			return unsupported(drFeature, fmt.Sprintf("ptrace refused DR0: %v", err))
 		}
-		if err := ptrace.PokeUser(c.pid, debugRegOffset+7*8, dr7Write4Slot0); err != nil {
+		if err := pokeUser(c.pid, debugRegOffset+7*8, dr7Write4Slot0); err != nil {
 			c.finish()
 			return unsupported(drFeature, fmt.Sprintf("ptrace refused DR7: %v", err))
 		}
-		if v, err := ptrace.PeekUser(c.pid, debugRegOffset+7*8); err != nil || v != dr7Write4Slot0 {
+		if v, err := peekUser(c.pid, debugRegOffset+7*8); err != nil || v != dr7Write4Slot0 {
 			c.finish()
 			return unsupported(drFeature, fmt.Sprintf("DR7 reads back %#x, %v", v, err))
 		}
