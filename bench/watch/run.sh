@@ -1,21 +1,40 @@
 #!/bin/sh
-# Per-hit cost of `mmiotrace watch` on a tight store loop to one global,
-# against perf's debug-register counter (the floor: one trap per hit,
-# nothing recorded), gdb's watch, the untraced loop and page protection.
+# Per-hit cost of `mmiotrace watch`, against the other tools in the same
+# run, on whatever this host offers (the probe's output is printed first):
 #
-# Usage: bench/watch/run.sh [N [GDB_N]]   (from the repository root; defaults 20000 and 500)
-# Prints a markdown table. Each tool runs the loop with N hits and with 0
-# (median of 3 runs each): the difference divided by N is the cost per hit,
-# free of each tool's start-up and exit.
+#   - data watches on a tight store loop to one global: perf's
+#     debug-register counter (the floor of one debug trap per hit, nothing
+#     recorded), mmiotrace with debug registers (ptrace and perf backends)
+#     where they trap, mmiotrace with page protection everywhere, gdb's
+#     hardware watchpoint where debug registers trap and gdb's software
+#     watchpoint (set can-use-hw-watchpoints 0, which single-steps the
+#     program) everywhere;
+#   - execute watches on a function called in a tight loop: mmiotrace's int3
+#     breakpoint (--backend pages) against gdb's breakpoint with
+#     `commands silent; continue`, and a debug register where it traps.
+#
+# Usage: bench/watch/run.sh [N [GDB_N]]   (from the repository root; defaults
+# 20000 and 300). Prints markdown tables. Each tool runs the loop with N hits
+# and with 0 (median of 3 runs each): the difference divided by N is the
+# cost per hit, free of each tool's start-up and exit.
 set -eu
 N=${1:-20000}
-GN=${2:-500}
+GN=${2:-300}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 gcc -O1 -g -no-pie -pthread -o "$T/fix" watchtest/testdata/fix.c -ldl
 CGO_ENABLED=0 go build -o "$T/mmiotrace" ./cmd/mmiotrace
-ADDR=0x$(nm "$T/fix" | awk '$3 == "counter" {print $1}')
 export WT_LOG=/dev/null
+
+echo '```'
+"$T/mmiotrace" check
+echo '```'
+echo
+dr=no
+"$T/mmiotrace" check | grep -q '^debug-register traps  *yes' && dr=yes
+perf=no
+"$T/mmiotrace" check | grep -q '^perf breakpoints  *yes' && perf=yes
+ADDR=0x$(nm "$T/fix" | awk '$3 == "counter" {print $1}')
 
 # ns runs "$@" three times and prints the median wall time in ns.
 ns() {
@@ -27,13 +46,14 @@ ns() {
 	done | sort -n | sed -n 2p
 }
 
-GDBCMDS="$T/gdb.cmds"
-cat >"$GDBCMDS" <<GDB
+gdbscript() { # file what(watch|break) hw(0|1) target
+	cat >"$1" <<GDB
 set pagination off
 set confirm off
+set can-use-hw-watchpoints $3
 break main
 run
-watch counter
+$2 $4
 commands
 silent
 continue
@@ -41,57 +61,67 @@ end
 continue
 quit
 GDB
+}
+gdbscript "$T/gdb-hw-watch" watch 1 counter
+gdbscript "$T/gdb-sw-watch" watch 0 counter
+gdbscript "$T/gdb-break" break 1 hot
 
-row() { # name pin n cmd... (the fixture's iteration count is the last argument)
-	name=$1 pin=$2 n=$3
+row() { # kind name n cmd... (the fixture's count is the last argument)
+	kind=$1 name=$2 n=$3
 	shift 3
-	if [ "$pin" = yes ]; then set -- taskset -c 0 "$@"; fi
 	t=$(ns "$@" "$n")
 	z=$(ns "$@" 0)
-	echo "$name|$pin|$n|$t|$z"
+	echo "$kind|$name|$n|$t|$z"
 }
 
+M="$T/mmiotrace"
 {
-for pin in no yes; do
-	row untraced $pin $N "$T/fix" bench
-	row "perf stat -e mem:$ADDR:w" $pin $N perf stat -e "mem:$ADDR:w" -x, -o /dev/null "$T/fix" bench
-	row "mmiotrace watch counter:-w-" $pin $N "$T/mmiotrace" watch -q -o "$T/w.log" counter:-w- -- "$T/fix" bench
-	row "mmiotrace watch --backend perf counter:-w-" $pin $N "$T/mmiotrace" watch -q --backend perf -o "$T/f.log" counter:-w- -- "$T/fix" bench
-	row "mmiotrace watch, page protection" $pin $N "$T/mmiotrace" watch -q -o "$T/p.log" g8 g16 g32 g64 counter:-w- -- "$T/fix" bench
-	row "gdb watch (silent; continue)" $pin $GN gdb -batch -nx -x "$GDBCMDS" --args "$T/fix" bench
-done
+	row data untraced "$N" "$T/fix" bench
+	if [ "$dr" = yes ]; then
+		row data "perf stat -e mem:$ADDR:w (floor)" "$N" perf stat -e "mem:$ADDR:w" -x, -o /dev/null "$T/fix" bench
+		row data "mmiotrace watch (debug register, ptrace)" "$N" "$M" watch -q --backend ptrace -o "$T/w.log" counter:-w- -- "$T/fix" bench
+		row data "gdb watch (hardware)" "$GN" gdb -batch -nx -x "$T/gdb-hw-watch" --args "$T/fix" bench
+	fi
+	if [ "$perf" = yes ]; then
+		row data "mmiotrace watch --backend perf" "$N" "$M" watch -q --backend perf -o "$T/f.log" counter:-w- -- "$T/fix" bench
+	fi
+	row data "mmiotrace watch --backend pages" "$N" "$M" watch -q --backend pages -o "$T/p.log" counter:-w- -- "$T/fix" bench
+	row data "gdb watch (software: can-use-hw-watchpoints 0)" "$GN" gdb -batch -nx -x "$T/gdb-sw-watch" --args "$T/fix" bench
+	row exec untraced "$N" "$T/fix" hot
+	if [ "$dr" = yes ]; then
+		row exec "mmiotrace watch hot:--x (debug register)" "$N" "$M" watch -q --backend ptrace -o "$T/x.log" hot:--x -- "$T/fix" hot
+	fi
+	row exec "mmiotrace watch --backend pages hot:--x (int3)" "$N" "$M" watch -q --backend pages -o "$T/i.log" hot:--x -- "$T/fix" hot
+	row exec "gdb break hot (silent; continue)" "$GN" gdb -batch -nx -x "$T/gdb-break" --args "$T/fix" hot
 } >"$T/rows"
 
-# Check that watch recorded every hit with its value.
-# (The last run of each is the 0-hit one, so rerun once with N.)
-"$T/mmiotrace" watch -q -o "$T/w.log" counter:-w- -- "$T/fix" bench "$N"
-"$T/mmiotrace" watch -q -o "$T/p.log" g8 g16 g32 g64 counter:-w- -- "$T/fix" bench "$N"
-"$T/mmiotrace" watch -q --backend perf -o "$T/f.log" counter:-w- -- "$T/fix" bench "$N"
-fhits=$(grep -c '^W 8 ' "$T/f.log" || true)
-hits=$(grep -c '^W 8 ' "$T/w.log" || true)
-last=$(grep '^W 8 ' "$T/w.log" | tail -1 | awk '{print $6}')
+# Every hit logged, with its value: rerun the page and int3 cases with N.
+"$M" watch -q --backend pages -o "$T/p.log" counter:-w- -- "$T/fix" bench "$N"
+"$M" watch -q --backend pages -o "$T/i.log" hot:--x -- "$T/fix" hot "$N"
 phits=$(grep -c '^W 8 ' "$T/p.log" || true)
+plast=$(grep '^W 8 ' "$T/p.log" | tail -1 | awk '{print $6}')
+ihits=$(grep -c '^X ' "$T/i.log" || true)
 
-awk -F'|' -v n="$N" -v hits="$hits" -v last="$last" -v phits="$phits" -v fhits="$fhits" '
-{ name[NR] = $1; pin[NR] = $2; cnt[NR] = $3; t[NR] = $4; z[NR] = $5 }
+awk -F'|' -v n="$N" -v phits="$phits" -v plast="$plast" -v ihits="$ihits" '
+{ kind[NR] = $1; name[NR] = $2; cnt[NR] = $3; t[NR] = $4; z[NR] = $5 }
 END {
-  printf "| tool | pinned to CPU 0 | hits | wall ms (N hits) | wall ms (0 hits) | µs per hit |\n|---|---|---|---|---|---|\n"
+  printf "| watch | tool | hits | wall ms (N hits) | wall ms (0 hits) | µs per hit |\n|---|---|---|---|---|---|\n"
   for (i = 1; i <= NR; i++) {
     us = (t[i] - z[i]) / cnt[i] / 1000
-    per[name[i], pin[i]] = us
-    printf "| %s | %s | %d | %.1f | %.1f | %.3f |\n", name[i], pin[i], cnt[i], t[i] / 1e6, z[i] / 1e6, us
+    per[name[i]] = us
+    printf "| %s | %s | %d | %.1f | %.1f | %.3f |\n", kind[i], name[i], cnt[i], t[i] / 1e6, z[i] / 1e6, us
   }
-  for (p = 0; p < 2; p++) {
-    pn = p ? "yes" : "no"
-    for (i = 1; i <= NR; i++) {
-      if (pin[i] != pn) continue
-      if (name[i] ~ /^perf/) f = per[name[i], pn]
-      if (name[i] ~ /watch counter:-w-$/) w = per[name[i], pn]
-      if (name[i] ~ /backend perf/) pf = per[name[i], pn]
-      if (name[i] ~ /page protection/) pp = per[name[i], pn]
-      if (name[i] ~ /^gdb/) g = per[name[i], pn]
-    }
-    printf "\npinned=%s: watch/perf floor %.2fx, watch --backend perf/perf floor %.2fx, gdb/watch %.1fx, gdb/watch --backend perf %.1fx, page protection/watch %.2fx\n", pn, w / f, pf / f, g / w, g / pf, pp / w
+  printf "\n"
+  for (k in per) {
+    if (k ~ /software/) sw = per[k]
+    if (k ~ /backend pages$/) pp = per[k]
+    if (k ~ /int3/) i3 = per[k]
+    if (k ~ /^gdb break/) gb = per[k]
+    if (k ~ /floor/) fl = per[k]
+    if (k ~ /ptrace\)$/) dr = per[k]
+    if (k ~ /hardware/) gh = per[k]
   }
-  printf "\nwatch log: %d W records (want %d), last value %s; perf backend log: %d W records; page-protection log: %d W records\n", hits, n, last, fhits, phits
+  printf "gdb software watch / mmiotrace pages: %.1fx; gdb break / mmiotrace int3: %.1fx\n", sw / pp, gb / i3
+  if (fl > 0) printf "debug registers: mmiotrace / perf floor %.2fx, gdb hardware watch / mmiotrace %.1fx, pages / debug register %.2fx\n", dr / fl, gh / dr, pp / dr
+  printf "\npages log: %d W records (want %d), last value %s; int3 log: %d X records (want %d)\n", phits, n, plast, ihits, n
 }' "$T/rows"
