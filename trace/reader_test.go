@@ -173,3 +173,31 @@ func TestReaderPropagatesReadError(t *testing.T) {
 type failReader struct{ err error }
 
 func (f *failReader) Read([]byte) (int, error) { return 0, f.err }
+
+// TestTimedReader checks the times given to PCIDEV and NAME records: the
+// next timed record's at the start of a log, the previous one's after.
+func TestTimedReader(t *testing.T) {
+	log := "VERSION 20070824\nPCIDEV 0100 10de0429 10 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n" +
+		"MAP 5.000000 1 0x0 0x1000 0x1000 0x0 7\nNAME 1 /dev/x\nR 4 6.000000 1 0x0 0x1 0x0 7\n" +
+		"PCIDEV 0200 10de0429 10 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nMAP 7.000000 2 0x0 0x2000 0x1000 0x0 7\n"
+	rd := NewTimedReader(strings.NewReader(log))
+	var got []string
+	for {
+		r, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.Kind.String()+"@"+strings.TrimSuffix(string(appendTime(nil, r.Time)), ".000000"))
+	}
+	want := "PCIDEV@5 MAP@5 NAME@5 R@6 PCIDEV@6 MAP@7"
+	if strings.Join(got, " ") != want {
+		t.Errorf("got %s, want %s", strings.Join(got, " "), want)
+	}
+	only := NewTimedReader(strings.NewReader("NAME 1 x\n"))
+	if r, err := only.Next(); err != nil || r.Kind != KindName || r.Time != 0 {
+		t.Errorf("a log of untimed records only: %+v, %v", r, err)
+	}
+}
