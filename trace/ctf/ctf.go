@@ -2,7 +2,6 @@ package ctf
 
 import (
 	"bufio"
-	"container/heap"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -45,22 +44,31 @@ type Stats struct {
 // Writer writes records into a CTF trace directory. Create it with
 // NewWriter; Close completes the trace.
 type Writer struct {
-	f     *os.File
+	f     *os.File // the stream file, when Create made it
 	w     *bufio.Writer
 	pkt   []byte // the packet being built, header included
 	first int64  // the packet's first event time
 	last  int64  // the latest event time written
 	n     int    // events in the packet
 	win   window
-	free  *item // an item to reuse
-	seq   uint64
 	stats Stats
 	err   error
 }
 
-// NewWriter creates dir (which must not exist, or be empty) and writes the
-// trace's metadata into it.
-func NewWriter(dir string) (*Writer, error) {
+// Metadata returns the TSDL metadata of every trace this package writes:
+// the file "metadata" beside the stream.
+func Metadata() string { return metadata }
+
+// NewWriter returns a Writer of a trace's data stream (the file beside
+// Metadata) to stream.
+func NewWriter(stream io.Writer) *Writer {
+	return &Writer{w: bufio.NewWriterSize(stream, 1<<16), pkt: make([]byte, headerSize, packetSize+4096),
+		win: window{buf: make([]trace.Record, ReorderWindow)}}
+}
+
+// Create creates a trace directory dir (which must not exist, or be empty)
+// with its metadata, and returns a Writer of its stream file.
+func Create(dir string) (*Writer, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -76,7 +84,9 @@ func NewWriter(dir string) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{f: f, w: bufio.NewWriterSize(f, 1<<16), pkt: make([]byte, headerSize, packetSize+4096)}, nil
+	w := NewWriter(f)
+	w.f = f
+	return w, nil
 }
 
 // Write adds a record. Records should come in time order, give or take
@@ -88,29 +98,18 @@ func (w *Writer) Write(r *trace.Record) error {
 	if _, ok := eventID[r.Kind]; !ok {
 		return nil // not a kind this version knows
 	}
-	it := w.free
-	if it != nil {
-		w.free = nil
-	} else {
-		it = new(item)
+	if w.win.full() {
+		w.emit(w.win.pop())
 	}
-	it.rec, it.seq = *r, w.seq
-	heap.Push(&w.win, it)
-	w.seq++
-	if w.win.Len() > ReorderWindow {
-		it := heap.Pop(&w.win).(*item)
-		w.emit(&it.rec)
-		it.rec = trace.Record{}
-		w.free = it // the window stays full: one item is reused per record
-	}
+	w.win.push(r)
 	return w.err
 }
 
 // Close writes what is held and the last packet, and closes the stream
-// file. A trace without events gets one empty packet.
+// file if Create made it. A trace without events gets one empty packet.
 func (w *Writer) Close() error {
-	for w.win.Len() > 0 && w.err == nil {
-		w.emit(&heap.Pop(&w.win).(*item).rec)
+	for w.win.n > 0 && w.err == nil {
+		w.emit(w.win.pop())
 	}
 	if w.err == nil && (w.n > 0 || w.stats.Packets == 0) {
 		w.flushPacket()
@@ -118,8 +117,10 @@ func (w *Writer) Close() error {
 	if w.err == nil {
 		w.err = w.w.Flush()
 	}
-	if err := w.f.Close(); w.err == nil {
-		w.err = err
+	if w.f != nil {
+		if err := w.f.Close(); w.err == nil {
+			w.err = err
+		}
 	}
 	return w.err
 }
@@ -255,10 +256,20 @@ func appendString(b []byte, s string) []byte {
 // Convert reads a log (mmiotrace's or the kernel's) and writes it as a CTF
 // trace into dir, streaming.
 func Convert(dir string, log io.Reader) (Stats, error) {
-	w, err := NewWriter(dir)
+	w, err := Create(dir)
 	if err != nil {
 		return Stats{}, err
 	}
+	return convert(w, log)
+}
+
+// ConvertStream is Convert for a trace's data stream alone, written to
+// stream (its metadata is Metadata).
+func ConvertStream(stream io.Writer, log io.Reader) (Stats, error) {
+	return convert(NewWriter(stream), log)
+}
+
+func convert(w *Writer, log io.Reader) (Stats, error) {
 	rd := trace.NewTimedReader(log)
 	for {
 		rec, err := rd.Next()
@@ -273,33 +284,37 @@ func Convert(dir string, log io.Reader) (Stats, error) {
 			return w.Stats(), err
 		}
 	}
-	err = w.Close()
+	err := w.Close()
 	return w.Stats(), err
 }
 
-// item is a record in the reorder window; seq keeps equal times in log
-// order.
-type item struct {
-	rec trace.Record
-	seq uint64
+// window holds the latest records in time order, equal times in log
+// order: a ring kept sorted by insertion from its end, which costs one
+// comparison for a record in order, the usual case, and a short shift for
+// one slightly late.
+type window struct {
+	buf     []trace.Record
+	head, n int
 }
 
-// window is a min-heap of records by time, then log order.
-type window []*item
+func (w *window) full() bool { return w.n == len(w.buf) }
 
-func (h window) Len() int { return len(h) }
-func (h window) Less(i, j int) bool {
-	if h[i].rec.Time != h[j].rec.Time {
-		return h[i].rec.Time < h[j].rec.Time
+func (w *window) at(i int) *trace.Record { return &w.buf[(w.head+i)%len(w.buf)] }
+
+func (w *window) push(r *trace.Record) {
+	i := w.n
+	w.n++
+	for ; i > 0 && w.at(i-1).Time > r.Time; i-- {
+		*w.at(i) = *w.at(i - 1)
 	}
-	return h[i].seq < h[j].seq
+	*w.at(i) = *r
 }
-func (h window) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *window) Push(x any)   { *h = append(*h, x.(*item)) }
-func (h *window) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return it
+
+// pop removes the earliest record; the pointer is valid until the next
+// push.
+func (w *window) pop() *trace.Record {
+	r := w.at(0)
+	w.head = (w.head + 1) % len(w.buf)
+	w.n--
+	return r
 }

@@ -177,7 +177,7 @@ func firstDiff(got, want string) string {
 // packet).
 func TestLateRecordAndEmptyLog(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "late")
-	w, err := NewWriter(dir)
+	w, err := Create(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,10 +197,11 @@ func TestLateRecordAndEmptyLog(t *testing.T) {
 	}
 	out := babeltrace2(t, dir)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	// The mark leaves the window at once, as the earliest record, and
-	// takes the time of the last one written (the second).
-	if len(lines) != ReorderWindow+3 || !strings.HasPrefix(lines[2], "[1.000001000] (+0.000000000) MARK") {
-		t.Errorf("%d lines; third: %q", len(lines), lines[2])
+	// The mark comes when three records have left the window; it leaves
+	// next, as the earliest record held, with the time of the last one
+	// written (the third).
+	if len(lines) != ReorderWindow+3 || !strings.HasPrefix(lines[3], "[1.000002000] (+0.000000000) MARK") {
+		t.Errorf("%d lines; fourth: %q", len(lines), lines[3])
 	}
 
 	dir = filepath.Join(t.TempDir(), "empty")

@@ -31,6 +31,7 @@ type Stats struct {
 type Writer struct {
 	w        *bufio.Writer
 	b        []byte // the event being built
+	name     []byte // scratch for event names
 	n        int    // events written
 	counters map[Register]string
 	maps     map[uint32]*mapInfo // live maps
@@ -95,15 +96,15 @@ func (w *Writer) Write(r *trace.Record) error {
 	case trace.KindUnknown:
 		w.instant(r, "UNKNOWN 0x"+strconv.FormatUint(r.Phys, 16), "mmio", 't', func() {
 			w.mapArgs(r.MapID)
-			w.str("phys", hex(r.Phys))
+			w.hexv("phys", r.Phys)
 			w.str("opcode", fmt.Sprintf("%02x,%02x,%02x", r.Value[0], r.Value[1], r.Value[2]))
-			w.str("pc", hex(r.PC))
+			w.hexv("pc", r.PC)
 		})
 	case trace.KindExec:
 		w.instant(r, "X "+w.mapLabel(r.MapID), "watch", 't', func() {
 			w.mapArgs(r.MapID)
-			w.str("addr", hex(r.Phys))
-			w.str("pc", hex(r.PC))
+			w.hexv("addr", r.Phys)
+			w.hexv("pc", r.PC)
 		})
 	case trace.KindEvent:
 		scope := byte('t')
@@ -212,9 +213,9 @@ func (w *Writer) code(r *trace.Record) {
 	rec := *r
 	rec.TID = pid
 	w.instant(&rec, "CODE "+base, "code", 'p', func() {
-		w.str("start", hex(r.Virt))
-		w.str("end", hex(r.Virt+r.Len))
-		w.str("offset", hex(r.Phys))
+		w.hexv("start", r.Virt)
+		w.hexv("end", r.Virt+r.Len)
+		w.hexv("offset", r.Phys)
 		w.str("build_id", fmt.Sprintf("%x", r.Value[:r.Width]))
 		w.str("path", r.Text)
 	})
@@ -228,10 +229,10 @@ func (w *Writer) beginMap(r *trace.Record, name string) {
 	}
 	w.maps[r.MapID] = &mapInfo{phys: r.Phys, name: name, label: label, pid: pid}
 	w.async(r, 'b', label, pid, func() {
-		w.str("phys", hex(r.Phys))
-		w.str("virt", hex(r.Virt))
-		w.str("len", hex(r.Len))
-		w.str("pc", hex(r.PC))
+		w.hexv("phys", r.Phys)
+		w.hexv("virt", r.Virt)
+		w.hexv("len", r.Len)
+		w.hexv("pc", r.PC)
 	})
 }
 
@@ -241,7 +242,7 @@ func (w *Writer) endMap(r *trace.Record) {
 		return // a map whose MAP the log does not have
 	}
 	delete(w.maps, r.MapID)
-	w.async(r, 'e', m.label, m.pid, func() { w.str("pc", hex(r.PC)) })
+	w.async(r, 'e', m.label, m.pid, func() { w.hexv("pc", r.PC) })
 }
 
 // async writes the begin or end of a map's span; the two share name,
@@ -263,13 +264,17 @@ func (w *Writer) async(r *trace.Record, ph byte, label string, pid int32, args f
 // access writes an access's instant and, for a counted register, a
 // counter sample of its value.
 func (w *Writer) access(r *trace.Record) {
-	kind := r.Kind.String()
-	w.instant(r, kind+" 0x"+strconv.FormatUint(r.Phys, 16), "mmio", 't', func() {
+	w.name = strconv.AppendUint(append(append(w.name[:0], r.Kind.String()...), " 0x"...), r.Phys, 16)
+	w.instantb(r, w.name, "mmio", 't', func() {
 		w.mapArgs(r.MapID)
 		w.int("width", int64(r.Width))
-		w.str("phys", hex(r.Phys))
-		w.str("value", "0x"+r.ValueHex())
-		w.str("pc", hex(r.PC))
+		w.hexv("phys", r.Phys)
+		if r.Kind == trace.KindRead || r.Kind == trace.KindWrite {
+			w.hexv("value", r.Uint64())
+		} else {
+			w.str("value", "0x"+r.ValueHex())
+		}
+		w.hexv("pc", r.PC)
 	})
 	if r.Kind != trace.KindRead && r.Kind != trace.KindWrite {
 		return
@@ -322,6 +327,12 @@ func (w *Writer) mapArgs(id uint32) {
 // instant writes an instant event of scope 't' (thread), 'p' (process) or
 // 'g' (global), on the record's thread's track.
 func (w *Writer) instant(r *trace.Record, name, cat string, scope byte, args func()) {
+	w.name = append(w.name[:0], name...)
+	w.instantb(r, w.name, cat, scope, args)
+}
+
+// instantb is instant with the name in bytes.
+func (w *Writer) instantb(r *trace.Record, name []byte, cat string, scope byte, args func()) {
 	pid := w.pidOf(r.TID)
 	tid := r.TID
 	if scope != 't' {
@@ -329,7 +340,9 @@ func (w *Writer) instant(r *trace.Record, name, cat string, scope byte, args fun
 	}
 	w.thread(pid, tid)
 	w.start()
-	w.str("name", name)
+	w.sep()
+	w.b = append(w.b, `"name":`...)
+	w.b = appendJSONString(w.b, name)
 	w.str("cat", cat)
 	w.str("ph", "i")
 	w.str("s", string(scope))
@@ -396,9 +409,19 @@ func (w *Writer) end() {
 
 func hex(v uint64) string { return "0x" + strconv.FormatUint(v, 16) }
 
+// hexv writes a field whose value is a number in hex, as a string (JSON
+// numbers lose 64-bit precision).
+func (w *Writer) hexv(k string, v uint64) {
+	w.sep()
+	w.b = appendJSONString(w.b, k)
+	w.b = append(w.b, `:"0x`...)
+	w.b = strconv.AppendUint(w.b, v, 16)
+	w.b = append(w.b, '"')
+}
+
 // appendJSONString appends s as a JSON string: quotes, backslashes and
 // control characters escaped, invalid UTF-8 replaced.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	const digits = "0123456789abcdef"
 	b = append(b, '"')
 	for i := 0; i < len(s); {
@@ -415,7 +438,7 @@ func appendJSONString(b []byte, s string) []byte {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		r, size := decodeRune(s[i:])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, `\ufffd`...)
 		} else {
@@ -457,4 +480,14 @@ func Convert(w io.Writer, log io.ReadSeeker, counters int) (Stats, error) {
 	}
 	err = pw.Close()
 	return pw.Stats(), err
+}
+
+func decodeRune[T string | []byte](s T) (rune, int) {
+	switch v := any(s).(type) {
+	case string:
+		return utf8.DecodeRuneInString(v)
+	case []byte:
+		return utf8.DecodeRune(v)
+	}
+	return utf8.RuneError, 1
 }

@@ -276,9 +276,11 @@ func TestTopRegisters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Misra-Gries undercounts by at most accesses/(sketchSize+1).
+	floor := uint64(500 - 104000/(sketchSize+1))
 	for i, rc := range top {
-		if rc.Phys != uint64(0x10+i*4) || rc.Count < 500 {
-			t.Errorf("top[%d] = %+v, want 0x%x with 500+", i, rc, 0x10+i*4)
+		if rc.Phys != uint64(0x10+i*4) || rc.Count < floor || rc.Count > 500 {
+			t.Errorf("top[%d] = %+v, want 0x%x with %d to 500", i, rc, 0x10+i*4, floor)
 		}
 	}
 }
