@@ -70,3 +70,27 @@ func (t *TimedReader) release(ns int64) {
 	t.queue = append(t.queue[:0], t.held...)
 	t.held = t.held[:0]
 }
+
+// RecordWriter takes records one at a time: the writers of the output
+// formats (packages trace/ctf and trace/perfetto).
+type RecordWriter interface {
+	Write(*Record) error
+}
+
+// CopyTimed reads a log through a TimedReader and writes every record to
+// w, stopping at the first error.
+func CopyTimed(w RecordWriter, log io.Reader) error {
+	rd := NewTimedReader(log)
+	for {
+		rec, err := rd.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err == nil {
+			err = w.Write(&rec)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -130,3 +130,8 @@ func PeakHeap(f func()) uint64 {
 	sample()
 	return peak
 }
+
+// CountWriter counts the bytes written to it and keeps none.
+type CountWriter struct{ N int64 }
+
+func (c *CountWriter) Write(p []byte) (int, error) { c.N += int64(len(p)); return len(p), nil }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -270,21 +269,10 @@ func ConvertStream(stream io.Writer, log io.Reader) (Stats, error) {
 }
 
 func convert(w *Writer, log io.Reader) (Stats, error) {
-	rd := trace.NewTimedReader(log)
-	for {
-		rec, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err == nil {
-			err = w.Write(&rec)
-		}
-		if err != nil {
-			w.Close()
-			return w.Stats(), err
-		}
+	err := trace.CopyTimed(w, log)
+	if cerr := w.Close(); err == nil {
+		err = cerr
 	}
-	err := w.Close()
 	return w.Stats(), err
 }
 

@@ -64,7 +64,7 @@ func TestBabeltrace2(t *testing.T) {
 			if st.Events != uint64(len(recs)) || st.Clamped != 0 {
 				t.Errorf("stats %+v, want %d events, none clamped", st, len(recs))
 			}
-			golden(t, filepath.Join("testdata", name+".babeltrace2"), out)
+			testenv.Golden(t, filepath.Join("testdata", name+".babeltrace2"), out, *update)
 		})
 	}
 }
@@ -144,37 +144,6 @@ func checkEvents(t *testing.T, out string, recs []trace.Record) {
 	}
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(name, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("output differs from %s (run with -update to accept):\n%s", name, firstDiff(got, string(want)))
-	}
-}
-
-func firstDiff(got, want string) string {
-	g, w := strings.Split(got, "\n"), strings.Split(want, "\n")
-	for i := 0; i < len(g) && i < len(w); i++ {
-		if g[i] != w[i] {
-			return fmt.Sprintf("line %d:\n got  %s\n want %s", i+1, g[i], w[i])
-		}
-	}
-	return fmt.Sprintf("%d lines, want %d", len(g), len(w))
-}
-
-// TestLateRecordAndEmptyLog checks the edges babeltrace2 must still read:
-// a record later than the reorder window allows (written at its
-// predecessor's time, counted), and a log without records (one empty
-// packet).
 func TestLateRecordAndEmptyLog(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "late")
 	w, err := Create(dir)

@@ -6,24 +6,19 @@ import (
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
 )
 
-// countWriter counts the bytes written to it.
-type countWriter struct{ n int64 }
-
-func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
-
 // TestConvertMemoryFlat converts a 10-million-line log, made on the fly,
 // and checks that the heap stays small: it holds no more than its buffers
 // and reorder window, never the log (about 600 MB) or the trace.
 func TestConvertMemoryFlat(t *testing.T) {
 	const lines = 10_000_000
-	var out countWriter
+	var out testenv.CountWriter
 	var st Stats
 	var err error
 	peak := testenv.PeakHeap(func() { st, err = ConvertStream(&out, testenv.NewSyntheticLog(lines)) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d lines, %d events, %d MB of trace: peak heap in use %.1f MiB", lines, st.Events, out.n>>20, float64(peak)/(1<<20))
+	t.Logf("%d lines, %d events, %d MB of trace: peak heap in use %.1f MiB", lines, st.Events, out.N>>20, float64(peak)/(1<<20))
 	if st.Events != lines-1 { // all but VERSION
 		t.Errorf("%d events, want %d", st.Events, lines-1)
 	}

@@ -2,7 +2,6 @@ package perfetto
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -465,18 +464,8 @@ func Convert(w io.Writer, log io.ReadSeeker, counters int) (Stats, error) {
 		opt.Counters = append(opt.Counters, rc.Register)
 	}
 	pw := NewWriter(w, opt)
-	rd := trace.NewTimedReader(log)
-	for {
-		rec, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err == nil {
-			err = pw.Write(&rec)
-		}
-		if err != nil {
-			return pw.Stats(), err
-		}
+	if err := trace.CopyTimed(pw, log); err != nil {
+		return pw.Stats(), err
 	}
 	err = pw.Close()
 	return pw.Stats(), err

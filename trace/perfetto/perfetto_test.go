@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/trace"
 )
 
@@ -44,7 +45,7 @@ func TestGoldenAndFormat(t *testing.T) {
 				t.Errorf("%d events, stats say %d", len(events), st.Events)
 			}
 			checkAgainstLog(t, events, src)
-			golden(t, filepath.Join("testdata", name+".json"), out.String())
+			testenv.Golden(t, filepath.Join("testdata", name+".json"), out.String(), *update)
 		})
 	}
 }
@@ -305,28 +306,5 @@ func TestJSONString(t *testing.T) {
 		if want := strings.ToValidUTF8(s, "\uFFFD"); back != want {
 			t.Errorf("%q -> %s -> %q", s, b, back)
 		}
-	}
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(name, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(name)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		g, w := strings.Split(got, "\n"), strings.Split(string(want), "\n")
-		for i := 0; i < len(g) && i < len(w); i++ {
-			if g[i] != w[i] {
-				t.Fatalf("output differs from %s at line %d (run with -update to accept):\n got  %s\n want %s", name, i+1, g[i], w[i])
-			}
-		}
-		t.Fatalf("output differs from %s: %d lines, want %d", name, len(g), len(w))
 	}
 }
