@@ -201,3 +201,17 @@ func TestTimedReader(t *testing.T) {
 		t.Errorf("a log of untimed records only: %+v, %v", r, err)
 	}
 }
+
+// BenchmarkReader measures reading a log of R and W lines (the bulk of
+// any log), in bytes of log per second.
+func BenchmarkReader(b *testing.B) {
+	line := "R 4 154.736210 1 0xfd000000 0x49200a2 0x555555554abc 1234\nW 4 154.736211 1 0xfd000004 0x1 0x555555554ac0 1234\n"
+	rd := NewReader(&repeatReader{s: line})
+	b.SetBytes(int64(len(line) / 2))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rd.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package perfetto
 
 import (
+	"io"
 	"testing"
 
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
@@ -26,4 +27,15 @@ func TestConvertMemoryFlat(t *testing.T) {
 	if peak > 24<<20 {
 		t.Errorf("peak heap in use %d MiB: memory grows with the log", peak>>20)
 	}
+}
+
+// BenchmarkConvert measures converting a synthetic log (both passes), per
+// line.
+func BenchmarkConvert(b *testing.B) {
+	for b.Loop() {
+		if _, err := Convert(io.Discard, testenv.NewSyntheticLog(100_000), DefaultCounters); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/line")
 }
