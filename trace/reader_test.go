@@ -173,3 +173,45 @@ func TestReaderPropagatesReadError(t *testing.T) {
 type failReader struct{ err error }
 
 func (f *failReader) Read([]byte) (int, error) { return 0, f.err }
+
+// TestTimedReader checks the times given to PCIDEV and NAME records: the
+// next timed record's at the start of a log, the previous one's after.
+func TestTimedReader(t *testing.T) {
+	log := "VERSION 20070824\nPCIDEV 0100 10de0429 10 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n" +
+		"MAP 5.000000 1 0x0 0x1000 0x1000 0x0 7\nNAME 1 /dev/x\nR 4 6.000000 1 0x0 0x1 0x0 7\n" +
+		"PCIDEV 0200 10de0429 10 0 0 0 0 0 0 0 0 0 0 0 0 0 0\nMAP 7.000000 2 0x0 0x2000 0x1000 0x0 7\n"
+	rd := NewTimedReader(strings.NewReader(log))
+	var got []string
+	for {
+		r, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.Kind.String()+"@"+strings.TrimSuffix(string(appendTime(nil, r.Time)), ".000000"))
+	}
+	want := "PCIDEV@5 MAP@5 NAME@5 R@6 PCIDEV@6 MAP@7"
+	if strings.Join(got, " ") != want {
+		t.Errorf("got %s, want %s", strings.Join(got, " "), want)
+	}
+	only := NewTimedReader(strings.NewReader("NAME 1 x\n"))
+	if r, err := only.Next(); err != nil || r.Kind != KindName || r.Time != 0 {
+		t.Errorf("a log of untimed records only: %+v, %v", r, err)
+	}
+}
+
+// BenchmarkReader measures reading a log of R and W lines (the bulk of
+// any log), in bytes of log per second.
+func BenchmarkReader(b *testing.B) {
+	line := "R 4 154.736210 1 0xfd000000 0x49200a2 0x555555554abc 1234\nW 4 154.736211 1 0xfd000004 0x1 0x555555554ac0 1234\n"
+	rd := NewReader(&repeatReader{s: line})
+	b.SetBytes(int64(len(line) / 2))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rd.Next(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -5,8 +5,15 @@
 //
 // The tracer loop never formats text or performs output itself: it appends
 // Records to a Buffer, and a writer goroutine drains the Buffer into a Sink.
-// The kernel's mmiotrace text format (TextSink, ParseText) is one sink among
-// possible others.
+// The kernel's mmiotrace text format (TextSink) is one sink among possible
+// others.
+//
+// Reading goes the other way: a Reader reads a log, mmiotrace's or the
+// kernel's, one Record at a time in constant memory (ParseText reads a
+// whole one); a TimedReader gives the records without a time of their own
+// one; CopyTimed feeds them to a RecordWriter, such as the output formats
+// of packages trace/ctf and trace/perfetto. Readers and writers are not
+// safe for concurrent use; Buffer is (see its doc).
 package trace
 
 import (

@@ -213,3 +213,23 @@ func (s *collectSink) Write(recs []Record) error {
 	s.recs = append(s.recs, recs...)
 	return nil
 }
+
+func TestPCIDevRoundTrip(t *testing.T) {
+	const line = "3b00 80861572 2a fb000000 0 fb80000c 0 e001 0 fb880000 800000 0 8000 0 20 0 80000 vfio-pci"
+	d, err := ParsePCIDev(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Bus != 0x3b || d.DevFn != 0 || d.Vendor != 0x8086 || d.Device != 0x1572 || d.IRQ != 42 ||
+		d.Start[2] != 0xfb80000c || d.Size[6] != 0x80000 || d.Driver != "vfio-pci" || d.Address() != "3b:00.0" {
+		t.Errorf("parsed %+v", d)
+	}
+	if s := d.String(); s != line {
+		t.Errorf("String() = %q, want %q", s, line)
+	}
+	for _, bad := range []string{"", "0100 10de0429 10", "0100 10de0429 10 0 0 0 0 0 0 zz 0 0 0 0 0 0 0"} {
+		if _, err := ParsePCIDev(bad); err == nil {
+			t.Errorf("ParsePCIDev(%q) accepted it", bad)
+		}
+	}
+}

@@ -258,11 +258,13 @@ func (t *Tracer) openImage(th *thread) error {
 	}
 	clear(t.icache)
 	t.injTID = th.tid
-	// Mappings that exist already have no mapping call to point at: pc 0.
-	if err := t.syncMaps(0, ^uint64(0), 0, th.tid); err != nil {
+	// Where the code is comes first, so that a reader knows the program
+	// before its first access.
+	if err := t.logCode(0, ^uint64(0)); err != nil {
 		return err
 	}
-	if err := t.logCode(0, ^uint64(0)); err != nil {
+	// Mappings that exist already have no mapping call to point at: pc 0.
+	if err := t.syncMaps(0, ^uint64(0), 0, th.tid); err != nil {
 		return err
 	}
 	return t.placeWatches(th)

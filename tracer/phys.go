@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mmiotrace/mmiotrace/trace"
 )
 
 // pageSize is the x86-64 base page size.
@@ -250,24 +252,17 @@ func pciDevLine(dir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "%02x%02x %04x%04x %x", bus, dev<<3|fn, hexFile("vendor"), hexFile("device"), hexFile("irq"))
-	for i := 0; i < 7; i++ {
-		var r resource
-		if i < len(res) {
-			r = res[i]
+	d := trace.PCIDev{Bus: uint8(bus), DevFn: uint8(dev<<3 | fn), Vendor: uint16(hexFile("vendor")),
+		Device: uint16(hexFile("device")), IRQ: uint32(hexFile("irq"))}
+	for i := 0; i < 7 && i < len(res); i++ {
+		r := res[i]
+		d.Start[i] = r.start | r.flags&0xf
+		if r.start < r.end {
+			d.Size[i] = r.end - r.start + 1
 		}
-		fmt.Fprintf(&sb, " %x", r.start|r.flags&0xf)
-	}
-	for i := 0; i < 7; i++ {
-		var size uint64
-		if i < len(res) && res[i].start < res[i].end {
-			size = res[i].end - res[i].start + 1
-		}
-		fmt.Fprintf(&sb, " %x", size)
 	}
 	if drv, err := os.Readlink(filepath.Join(dir, "driver")); err == nil {
-		sb.WriteString(" " + filepath.Base(drv))
+		d.Driver = filepath.Base(drv)
 	}
-	return sb.String(), nil
+	return d.String(), nil
 }

@@ -48,6 +48,7 @@ func init() {
 		{"symbols", "list the symbols watch accepts", runSymbols},
 		{"tp", "list a Go program's tracepoints", runTp},
 		{"check", "probe what this host supports, and what mmiotrace uses instead", runCheck},
+		{"convert", "convert a log to CTF (babeltrace2) or Perfetto JSON", runConvert},
 		{"help", "show help for a command", runHelp},
 	}
 }
@@ -67,6 +68,7 @@ Examples:
   mmiotrace mark "reset done"                           # annotate a session
   mmiotrace watch counter 'state:-w-' -- ./app          # watch variables
   mmiotrace record -e 'demo:*' -- ./goapp               # collect tracepoints
+  mmiotrace convert --to perfetto -o dev.json dev.log   # for ui.perfetto.dev
 
 Run 'mmiotrace help COMMAND' for a command's flags.
 `
