@@ -164,33 +164,27 @@ func pciBars(text string) []bar {
 	return out
 }
 
-// IsWrite reports whether an access record is a store.
-func IsWrite(r *trace.Record) bool { return r.Kind == trace.KindWrite }
-
-// IsAccess reports whether r is a load or a store with a value.
-func IsAccess(r *trace.Record) bool { return r.Kind == trace.KindRead || r.Kind == trace.KindWrite }
-
 // Name returns the register an access record starts in, or "".
 func (t *Tracker) Name(r *trace.Record) string {
 	a, ok := t.Addr(r.MapID, r.Phys)
 	if !ok {
 		return ""
 	}
-	return t.b.Map.RegisterName(a, IsWrite(r))
+	return t.b.Map.RegisterName(a, r.Kind.IsWrite())
 }
 
 // Decode describes an access record with the registers and fields it
 // touches (Map.Decode), or returns "" when the binding does not apply to
 // its map.
 func (t *Tracker) Decode(r *trace.Record) string {
-	if !IsAccess(r) {
+	if !r.Kind.IsAccess() {
 		return ""
 	}
 	a, ok := t.Addr(r.MapID, r.Phys)
 	if !ok {
 		return ""
 	}
-	return t.b.Map.Decode(a, r.Value[:r.Width], IsWrite(r))
+	return t.b.Map.Decode(a, r.Value[:r.Width], r.Kind.IsWrite())
 }
 
 // String describes the binding for messages.
