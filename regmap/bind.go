@@ -47,7 +47,7 @@ type Tracker struct {
 }
 
 type logMap struct {
-	rec     trace.Record // the MAP record
+	rec     trace.Record // the MAP record, Kind, Phys and Virt
 	name    string
 	decided bool // applies and base are known (at the first access)
 	applies bool
@@ -65,12 +65,16 @@ func NewTracker(b Binding) *Tracker {
 // Map returns the register map.
 func (t *Tracker) Map() *Map { return t.b.Map }
 
-// Observe takes note of MAP, NAME and PCIDEV records; pass every record of
-// the log, in order.
+// Observe takes note of MAP, NAME, UNMAP and PCIDEV records; pass every
+// record of the log, in order.
 func (t *Tracker) Observe(r *trace.Record) {
 	switch r.Kind {
 	case trace.KindMap:
-		t.maps[r.MapID] = &logMap{rec: *r}
+		t.maps[r.MapID] = &logMap{rec: trace.Record{Kind: r.Kind, Phys: r.Phys, Virt: r.Virt}}
+	case trace.KindUnmap:
+		// No record refers to a map after its UNMAP: memory follows the
+		// maps mapped at once, not the log's length.
+		delete(t.maps, r.MapID)
 	case trace.KindName:
 		if m := t.maps[r.MapID]; m != nil {
 			m.name = r.Text

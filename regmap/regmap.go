@@ -71,7 +71,7 @@ type Register struct {
 	Fields []Field // sorted by Lsb
 	Desc   string
 
-	span uint64 // bytes covered: Width/8, or up to the next register
+	span uint64 // bytes covered by an access that starts at Addr (see build)
 }
 
 // Field is a bit field of a register.
@@ -115,8 +115,12 @@ func (m *Map) build() {
 		sortFields(r.Fields)
 		r.span = uint64(r.Width+7) / 8
 		if r.Width <= 0 {
-			// Up to the next register, at most 8 bytes: a readq of
-			// two 32-bit registers names both.
+			// Unknown width: an access that starts at the register
+			// covers it up to the next register, at most 8 bytes (a
+			// readq of a 64-bit register, or of two 32-bit ones, names
+			// both); an address inside it is taken as inside only in
+			// its first 4 bytes, the width of most device registers
+			// (see covers).
 			r.span = 8
 			for _, o := range m.regs[i+1:] {
 				if o.Addr > r.Addr {
@@ -152,7 +156,7 @@ func (m *Map) find(addr uint64, write bool) (Register, bool) {
 		if best != nil && r.Addr != best.Addr {
 			break
 		}
-		if addr >= r.Addr+r.span {
+		if !r.covers(addr) {
 			continue
 		}
 		if best == nil || (r.Access.allows(write) && !best.Access.allows(write)) {
@@ -172,13 +176,25 @@ func (m *Map) find(addr uint64, write bool) (Register, bool) {
 		}
 		r := a.Register
 		r.Addr = a.Addr + n*a.Stride
-		if addr >= r.Addr+r.span || !r.Access.allows(write) {
+		if !r.covers(addr) || !r.Access.allows(write) {
 			continue
 		}
 		r.Name = fmt.Sprintf("%s(%d)", a.Name, n)
 		return r, true
 	}
 	return Register{}, false
+}
+
+// covers reports whether addr is in r: in its Width, or for a register of
+// unknown width at its start or in its first 4 bytes.
+func (r *Register) covers(addr uint64) bool {
+	if addr < r.Addr {
+		return false
+	}
+	if r.Width <= 0 && addr != r.Addr {
+		return addr < r.Addr+min(r.span, 4)
+	}
+	return addr < r.Addr+r.span
 }
 
 // next returns the address of the first register after addr, or false.

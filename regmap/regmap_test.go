@@ -173,6 +173,11 @@ func TestDecode(t *testing.T) {
 		{hdr, 0xc, 0x1, 4, true, "EXDEV_DOORBELL <= 0x1 {RING}"},
 		{hdr, 0x130, 0x7, 4, true, "EXDEV_QUEUE(3) <= 0x7"},
 		{hdr, 0x18, 0x200000001, 8, false, "EXDEV_INT_STATUS => 0x1, EXDEV_INT_MASK => 0x2"},
+		// Registers of unknown width: an access at the last one covers up
+		// to 8 bytes; an address 4 bytes in is outside it.
+		{hdr, 0x1c, 0x300000001, 8, false, "EXDEV_INT_MASK => 0x300000001"},
+		{hdr, 0x1e, 0x1, 1, false, "EXDEV_INT_MASK+2 => 0x1"},
+		{hdr, 0x20, 0x1, 4, false, "0x20 => 0x1"},
 		{svd, 0x40011004, 0x2, 4, true, "DEV1.CTRL <= 0x2 {MODE=SLOW}"},
 		{svd, 0x40010010, 0x1, 4, false, "DEV0.STATUS => 0x1 {DONE | COUNT=IDLE}"},
 		{svd, 0x40010010, 0x1, 4, true, "DEV0.STATUS <= 0x1 {DONE}"},

@@ -9,7 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
+
+	"github.com/mmiotrace/mmiotrace/trace"
 )
 
 // Code is an executable file mapping of a process, as a log's CODE line
@@ -101,6 +105,34 @@ func NewSymbolizer() *Symbolizer {
 func (s *Symbolizer) Add(c Code) {
 	s.codes = append(s.codes, c)
 	clear(s.cache)
+}
+
+// Observe adds the mapping of a log's CODE record; records of other kinds
+// are ignored, so that every record of a log can be passed.
+func (s *Symbolizer) Observe(r *trace.Record) {
+	if r.Kind != trace.KindCode {
+		return
+	}
+	c := Code{PID: int(r.PID), Start: r.Virt, End: r.Virt + r.Len, Offset: r.Phys, Path: r.Text}
+	if r.Width > 0 {
+		c.BuildID = append([]byte(nil), r.Value[:r.Width]...)
+	}
+	s.Add(c)
+}
+
+// Problems lists the files of the log that could not be used, with why:
+// "/usr/bin/app: build id differs (rebuilt since)". Only files that a
+// lookup needed are listed.
+func (s *Symbolizer) Problems() []string {
+	var out []string
+	for key, o := range s.objs {
+		if o.problem != "" {
+			path, _, _ := strings.Cut(key, "\x00")
+			out = append(out, path+": "+o.problem)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 // Lookup names pc in process pid. With pid 0 (unknown, or a thread id that

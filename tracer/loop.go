@@ -210,6 +210,7 @@ func (t *Tracer) exited(tid int, ws unix.WaitStatus) {
 	}
 	if ws.Signaled() {
 		t.result.ExitCode = 128 + int(ws.Signal())
+		t.result.Signal = ws.Signal()
 	} else {
 		t.result.ExitCode = ws.ExitStatus()
 	}

@@ -49,7 +49,7 @@ func (t *Tracer) runPassive(ctx context.Context) (Result, error) {
 		}
 		ws := st.Sys().(syscall.WaitStatus)
 		if ws.Signaled() {
-			return Result{ExitCode: 128 + int(ws.Signal())}, nil
+			return Result{ExitCode: 128 + int(ws.Signal()), Signal: ws.Signal()}, nil
 		}
 		return Result{ExitCode: ws.ExitStatus()}, nil
 	}

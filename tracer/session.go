@@ -66,6 +66,8 @@ type Result struct {
 	// ExitCode is the traced program's exit status, 128+N if a signal N
 	// killed it, or -1 when the tracer detached from a live program.
 	ExitCode int
+	// Signal is the signal that killed the program, or 0.
+	Signal   syscall.Signal
 	Detached bool
 }
 
@@ -228,6 +230,21 @@ func (t *Tracer) Stats() []MapStats {
 		out = append(out, *t.stats[id])
 	}
 	return out
+}
+
+// ThreadCount returns how many threads of the program are traced. Call it
+// only from the tracer's goroutine: from Config.Started, which runs there,
+// for the count at the start of a session. A session that only collects
+// tracepoints (no ptrace) counts the program's threads in /proc.
+func (t *Tracer) ThreadCount() int {
+	if t.threads != nil {
+		return len(t.threads)
+	}
+	tids, err := tasks(t.pid)
+	if err != nil {
+		return 0
+	}
+	return len(tids)
 }
 
 // PID returns the traced program's process id, once started.

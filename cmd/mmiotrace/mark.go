@@ -25,7 +25,7 @@ func runMark(args []string) int {
 		return code
 	}
 	if fs.NArg() == 0 {
-		errorf("mark: no text (see 'mmiotrace help mark')")
+		usageError("mark", "no text")
 		return exitUsage
 	}
 	if err := tracer.SendMark(*pid, strings.Join(fs.Args(), " ")); err != nil {

@@ -55,32 +55,32 @@ func runRecord(args []string) int {
 	}
 	argv := fs.Args()
 	if (*pid != 0) == (len(argv) > 0) {
-		errorf("record: give a command after -- or -p PID (see 'mmiotrace help record')")
+		usageError("record", "give a command after -- or -p PID")
 		return exitUsage
 	}
 	if *pid < 0 {
-		errorf("record: bad pid %d", *pid)
+		usageError("record", "bad pid %d", *pid)
 		return exitUsage
 	}
 	sel := tracer.Selection{Globs: globs}
 	for _, r := range ranges {
 		rg, err := tracer.ParseRange(r)
 		if err != nil {
-			errorf("record: %v", err)
+			usageError("record", "%v", err)
 			return exitUsage
 		}
 		sel.Ranges = append(sel.Ranges, rg)
 	}
 	for _, g := range globs {
 		if err := tracer.ValidateGlob(g); err != nil {
-			errorf("record: %v", err)
+			usageError("record", "%v", err)
 			return exitUsage
 		}
 	}
 	events = splitCommas(events)
 	for _, e := range events {
 		if err := tracer.ValidateGlob(strings.ReplaceAll(e, ":", "/")); err != nil || e == "" {
-			errorf("record: bad tracepoint pattern %q", e)
+			usageError("record", "bad tracepoint pattern %q", e)
 			return exitUsage
 		}
 	}
@@ -112,7 +112,8 @@ func runRecord(args []string) int {
 	ui := newStatus(os.Stderr, *quiet)
 	var marks *tracer.MarkServer
 	var tps *tracer.TracepointCollector
-	tr, err := tracer.New(tracer.Config{
+	var tr *tracer.Tracer
+	tr, err = tracer.New(tracer.Config{
 		Argv:   argv,
 		PID:    *pid,
 		Self:   self,
@@ -122,6 +123,7 @@ func runRecord(args []string) int {
 		Out:    buf,
 		Warn:   func(s string) { ui.warn(s) },
 		Started: func(tracee int) {
+			ui.started(tr, tracee, *pid != 0, false)
 			var err error
 			if marks, err = tracer.ServeMarks(tracee, buf); err != nil {
 				ui.warn(fmt.Sprintf("marks disabled: %v", err))

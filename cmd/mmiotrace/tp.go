@@ -30,7 +30,7 @@ func runTp(args []string) int {
 			fmt.Print(tpHelp)
 			return exitOK
 		}
-		errorf("tp: unknown or missing subcommand; usage: mmiotrace tp list -p PID")
+		usageError("tp", "unknown or missing subcommand (mmiotrace tp list -p PID)")
 		return exitUsage
 	}
 	fs := newFlags("tp list", tpHelp)
@@ -39,7 +39,7 @@ func runTp(args []string) int {
 		return code
 	}
 	if *pid <= 0 {
-		errorf("tp list: give the program's pid with -p PID")
+		usageError("tp list", "give the program's pid with -p PID")
 		return exitUsage
 	}
 	list, err := tpcollect.List(*pid)

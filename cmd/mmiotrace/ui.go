@@ -97,6 +97,47 @@ func (s *status) stop() {
 	s.mu.Unlock()
 }
 
+// endText says how a session ended, as a shell or strace would: "exit
+// status 3", "killed by SIGSEGV", "detached".
+func endText(res tracer.Result) string {
+	switch {
+	case res.Detached:
+		return "detached"
+	case res.Signal != 0:
+		return "killed by " + unix.SignalName(res.Signal)
+	}
+	return fmt.Sprintf("exit status %d", res.ExitCode)
+}
+
+// started prints the start-up line, as strace prints "Process N attached":
+// what is traced, and what Ctrl-C does. It runs on the tracer's goroutine
+// (Config.Started).
+func (s *status) started(tr *tracer.Tracer, pid int, attached bool, watches bool) {
+	if s.quiet {
+		return
+	}
+	threads := plural(tr.ThreadCount(), "thread")
+	if attached {
+		what := plural(int(tr.Counts.Maps.Load()), "map")
+		if watches {
+			what = plural(len(tr.WatchStats()), "watch")
+		}
+		s.note(fmt.Sprintf("tracing PID %d: %s, %s; Ctrl-C detaches", pid, threads, what))
+		return
+	}
+	s.note(fmt.Sprintf("tracing PID %d: %s; Ctrl-C stops it", pid, threads))
+}
+
+func plural(n int, what string) string {
+	switch {
+	case n == 1:
+		return "1 " + what
+	case strings.HasSuffix(what, "h"):
+		return fmt.Sprintf("%d %ses", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 func human(v float64) string {
 	switch {
 	case v >= 1e6:
@@ -137,12 +178,7 @@ func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res trac
 	var b strings.Builder
 	fmt.Fprintf(&b, "mmiotrace: %d accesses (R %d, W %d, UNKNOWN %d) in %d maps, lost 0; %d emulated, %d single-stepped",
 		r+w+u, r, w, u, len(stats), c.Emulated.Load(), c.Stepped.Load())
-	switch {
-	case res.Detached:
-		b.WriteString("; detached")
-	default:
-		fmt.Fprintf(&b, "; exit status %d", res.ExitCode)
-	}
+	b.WriteString("; " + endText(res))
 	if out != "-" {
 		fmt.Fprintf(&b, "; log in %s", out)
 	}

@@ -65,15 +65,15 @@ func runWatch(args []string) int {
 	}
 	backend, err := tracer.ParseWatchBackend(*backendName)
 	if err != nil {
-		errorf("watch: --backend: %v", err)
+		usageError("watch", "--backend: %v", err)
 		return exitUsage
 	}
 	if len(specArgs) == 0 {
-		errorf("watch: no SPEC to watch (see 'mmiotrace help watch')")
+		usageError("watch", "no SPEC to watch")
 		return exitUsage
 	}
 	if (*pid != 0) == (len(argv) > 0) {
-		errorf("watch: give a command after -- or -p PID (see 'mmiotrace help watch')")
+		usageError("watch", "give a command after -- or -p PID")
 		return exitUsage
 	}
 	var specs []symbols.Spec
@@ -81,11 +81,11 @@ func runWatch(args []string) int {
 	for _, a := range specArgs {
 		sp, err := symbols.ParseSpec(a)
 		if err != nil {
-			errorf("watch: %v", err)
+			usageError("watch", "%v", err)
 			return exitUsage
 		}
 		if err := tracer.CheckSpec(sp); err != nil {
-			errorf("watch: %s: %v", a, err)
+			usageError("watch", "%s: %v", a, err)
 			return exitUsage
 		}
 		specs = append(specs, sp)
@@ -117,7 +117,8 @@ func runWatch(args []string) int {
 	}
 	buf := logOut.buf
 	ui := newStatus(os.Stderr, *quiet)
-	tr, err := tracer.New(tracer.Config{
+	var tr *tracer.Tracer
+	tr, err = tracer.New(tracer.Config{
 		Argv: argv, PID: *pid, Self: self, Out: buf,
 		Watches:      res.Resolve,
 		WatchBackend: backend,
@@ -127,6 +128,9 @@ func runWatch(args []string) int {
 			}
 		},
 		Warn: func(s string) { ui.warn(s) },
+		Started: func(tracee int) {
+			ui.started(tr, tracee, *pid != 0, true)
+		},
 	})
 	if errors.Is(err, feature.ErrNotSupported) {
 		errorf("watch: %v", err) // the host lacks the backend asked for
@@ -194,7 +198,7 @@ func runSymbols(args []string) int {
 	} else if len(rest) > 0 {
 		path, rest = rest[0], rest[1:]
 	} else {
-		errorf("symbols: give a FILE or -p PID (see 'mmiotrace help symbols')")
+		usageError("symbols", "give a FILE or -p PID")
 		return exitUsage
 	}
 	pattern := ""

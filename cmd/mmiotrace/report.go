@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/mmiotrace/mmiotrace/regmap"
+	"github.com/mmiotrace/mmiotrace/symbols"
+	"github.com/mmiotrace/mmiotrace/trace"
+	"github.com/mmiotrace/mmiotrace/trace/report"
+)
+
+const reportHelp = `Usage:
+  mmiotrace report [flags] [LOG]
+
+Summarize a log (default mmiotrace.log; "-" for stdin) on stdout: per map
+and per register, how often it was read and written, how many distinct
+values it held, its first and last value, and the instructions that
+accessed it most, as function+offset and file:line where the program's
+binary (found from the log's CODE lines, and checked by its build id) has
+debug information; per thread; per watch; tracepoint rates.
+
+With -o, also write one self-contained HTML page (no network needed) with
+charts: an offset x time heat map per map, the value of the busiest
+registers over time, accesses per thread and watch hits per variable over
+time.
+
+Register names come from --regs, as for 'mmiotrace decode'.
+
+Examples:
+  mmiotrace report dev.log
+  mmiotrace report -o dev.html --regs dev.h dev.log
+  mmiotrace report --top 0 dev.log                    # every register
+`
+
+func runReport(args []string) int {
+	fs := newFlags("report", reportHelp)
+	html := fs.String("o", "", "also write the HTML page with charts to `FILE`")
+	top := fs.Int("top", 50, "list the `N` busiest registers of each map (0: all)")
+	rf := addRegsFlags(fs)
+	pos, _, code, ok := parseInterleaved(fs, args)
+	if !ok {
+		return code
+	}
+	logPath, ok := oneLog("report", pos)
+	if !ok {
+		return exitUsage
+	}
+	if *top < 0 {
+		usageError("report", "--top %d: want 0 or more", *top)
+		return exitUsage
+	}
+	trk, code, ok := rf.tracker("report")
+	if !ok {
+		return code
+	}
+	var regs []*regmap.Tracker
+	regsText := ""
+	if trk != nil {
+		regs = []*regmap.Tracker{trk}
+		regsText = *rf.file
+	}
+	if logPath == "-" && *html != "" {
+		// Two passes: keep stdin in a file.
+		tmp, err := spool(os.Stdin)
+		if err != nil {
+			errorf("report: %v", err)
+			return exitError
+		}
+		defer os.Remove(tmp)
+		logPath = tmp
+	}
+	c := report.NewCollector(report.Config{Regs: regs, Symbols: symbols.NewSymbolizer()})
+	if err := eachLogRecord(logPath, c.Add); err != nil {
+		errorf("report: %v", err)
+		return exitError
+	}
+	s := c.Summary()
+	opt := report.TextOptions{Top: *top, Regs: regsText}
+	if err := report.WriteText(os.Stdout, s, opt); err != nil {
+		errorf("report: %v", err)
+		return exitError
+	}
+	if *html == "" {
+		return exitOK
+	}
+	ch := report.NewCharts(s, report.ChartLimits{})
+	if err := eachLogRecord(logPath, ch.Add); err != nil {
+		errorf("report: %v", err)
+		return exitError
+	}
+	f, err := os.Create(*html)
+	if err == nil {
+		err = report.WriteHTML(f, filepath.Base(logPath), ch, opt)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		errorf("report: %v", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// eachLogRecord passes every record of the log at path ("-" for stdin) to add.
+func eachLogRecord(path string, add func(*trace.Record)) error {
+	in, err := openIn(path)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := eachRecord(in, func(r *trace.Record) error { add(r); return nil }); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// spool copies r to a temporary file and returns its name.
+func spool(r io.Reader) (string, error) {
+	f, err := os.CreateTemp("", "mmiotrace-report-*.log")
+	if err != nil {
+		return "", err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}

@@ -1,0 +1,327 @@
+package report
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/mmiotrace/mmiotrace/trace"
+)
+
+// ChartLimits bound the second pass.
+type ChartLimits struct {
+	Buckets   int // time buckets across the log (240)
+	Rows      int // heat-map rows per map (64): one per register, or offset ranges
+	HeatMaps  int // maps with a heat map, the busiest (16)
+	Registers int // registers whose value is plotted, the busiest (8)
+	Points    int // accesses plotted one by one per register (4000); more are binned
+	Series    int // threads, watches and events plotted, the busiest (12)
+}
+
+func (l ChartLimits) withDefaults() ChartLimits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.Buckets, 240)
+	def(&l.Rows, 64)
+	def(&l.HeatMaps, 16)
+	def(&l.Registers, 8)
+	def(&l.Points, 4000)
+	def(&l.Series, 12)
+	return l
+}
+
+// Charts is the second pass: it bins a log's records by time into the
+// series the HTML page draws. Feed it every record again (Add), in order.
+type Charts struct {
+	s          *Summary
+	lim        ChartLimits
+	live       liveMaps
+	start, end int64 // the span charted: Summary.ActiveStart to ActiveEnd
+	span       int64 // ns per bucket
+
+	heat    map[*MapStats]*heatMap
+	heats   []*heatMap
+	values  map[*RegStats]*valueSeries
+	valueL  []*valueSeries
+	threads *seriesSet[int32]
+	watches *seriesSet[*MapStats]
+	events  *seriesSet[string]
+}
+
+type heatMap struct {
+	m      *MapStats
+	rows   []string       // row labels
+	rowOf  map[uint64]int // offset -> row, when one row per register
+	lo, hi uint64         // offset range, when rows are ranges
+	counts [][]uint32     // [row][bucket]
+	writes [][]uint32
+}
+
+type valueSeries struct {
+	m      *MapStats
+	r      *RegStats
+	points []point   // every access, when few
+	bins   []bucketV // per bucket, when many
+}
+
+type point struct {
+	t     int64
+	v     float64
+	write bool
+}
+
+type bucketV struct {
+	n             uint32
+	min, max, val float64 // val: the last value
+}
+
+// seriesSet counts records per bucket for the busiest keys of a kind, and
+// the rest together.
+type seriesSet[K comparable] struct {
+	keys   []K
+	labels []string
+	idx    map[K]int
+	counts [][]uint32 // one more than keys: the rest
+	rest   bool
+}
+
+func newSeriesSet[K comparable](keys []K, labels []string, buckets int, rest bool) *seriesSet[K] {
+	s := &seriesSet[K]{keys: keys, labels: labels, idx: map[K]int{}, rest: rest}
+	for i, k := range keys {
+		s.idx[k] = i
+	}
+	s.counts = make([][]uint32, len(keys)+1)
+	for i := range s.counts {
+		s.counts[i] = make([]uint32, buckets)
+	}
+	return s
+}
+
+func (s *seriesSet[K]) add(k K, b int) {
+	i, ok := s.idx[k]
+	if !ok {
+		i = len(s.keys)
+	}
+	s.counts[i][b]++
+}
+
+// NewCharts prepares the second pass over the log that s summarizes.
+func NewCharts(s *Summary, lim ChartLimits) *Charts {
+	lim = lim.withDefaults()
+	c := &Charts{s: s, lim: lim, live: liveMaps{}, heat: map[*MapStats]*heatMap{}, values: map[*RegStats]*valueSeries{}}
+	c.start, c.end = s.ActiveStart, s.ActiveEnd
+	c.span = max((c.end-c.start)/int64(lim.Buckets)+1, 1)
+
+	// Heat maps of the busiest maps (not watches).
+	var maps []*MapStats
+	for _, m := range s.Maps {
+		if !m.Watch && m.Accesses() > 0 {
+			maps = append(maps, m)
+		}
+	}
+	sort.SliceStable(maps, func(i, j int) bool { return maps[i].Accesses() > maps[j].Accesses() })
+	for _, m := range maps[:min(len(maps), lim.HeatMaps)] {
+		c.heat[m] = c.newHeat(m)
+	}
+	for _, m := range s.Maps {
+		if h := c.heat[m]; h != nil {
+			c.heats = append(c.heats, h)
+		}
+	}
+
+	// The busiest registers, those whose value changes first.
+	type cand struct {
+		m *MapStats
+		r *RegStats
+	}
+	var regs []cand
+	for _, m := range maps {
+		for _, r := range m.regs {
+			if r.Reads+r.Writes > 0 {
+				regs = append(regs, cand{m, r})
+			}
+		}
+	}
+	sort.SliceStable(regs, func(i, j int) bool {
+		a, b := regs[i].r, regs[j].r
+		va, _ := a.Values()
+		vb, _ := b.Values()
+		if (va > 1) != (vb > 1) {
+			return va > 1
+		}
+		if a.Accesses() != b.Accesses() {
+			return a.Accesses() > b.Accesses()
+		}
+		return a.Offset < b.Offset
+	})
+	for _, x := range regs[:min(len(regs), lim.Registers)] {
+		v := &valueSeries{m: x.m, r: x.r}
+		if x.r.Reads+x.r.Writes > uint64(lim.Points) {
+			v.bins = make([]bucketV, lim.Buckets)
+		}
+		c.values[x.r] = v
+		c.valueL = append(c.valueL, v)
+	}
+
+	// Threads, watches and events: the busiest of each.
+	var ths []*ThreadStats
+	for _, t := range s.Threads {
+		if !t.Other {
+			ths = append(ths, t)
+		}
+	}
+	sort.SliceStable(ths, func(i, j int) bool { return ths[i].Accesses()+ths[i].Execs > ths[j].Accesses()+ths[j].Execs })
+	ths = ths[:min(len(ths), lim.Series)]
+	sort.Slice(ths, func(i, j int) bool { return ths[i].TID < ths[j].TID })
+	var tids []int32
+	var tlabels []string
+	for _, t := range ths {
+		tids = append(tids, t.TID)
+		tlabels = append(tlabels, fmt.Sprintf("tid %d", t.TID))
+	}
+	c.threads = newSeriesSet(tids, tlabels, lim.Buckets, len(s.Threads) > len(ths))
+
+	var ws []*MapStats
+	for _, m := range s.Maps {
+		if m.Watch {
+			ws = append(ws, m)
+		}
+	}
+	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Accesses()+ws[i].Execs > ws[j].Accesses()+ws[j].Execs })
+	nw := len(ws)
+	ws = ws[:min(len(ws), lim.Series)]
+	var wlabels []string
+	for _, m := range ws {
+		wlabels = append(wlabels, m.Name)
+	}
+	c.watches = newSeriesSet(ws, wlabels, lim.Buckets, nw > len(ws))
+
+	evs := append([]*EventStats(nil), s.Events...)
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Count > evs[j].Count })
+	ne := len(evs)
+	evs = evs[:min(len(evs), lim.Series)]
+	var names []string
+	for _, e := range evs {
+		names = append(names, e.Name)
+	}
+	c.events = newSeriesSet(names, names, lim.Buckets, ne > len(evs))
+	return c
+}
+
+// newHeat lays out the rows of a map's heat map: one per register when
+// they fit, else equal ranges of offsets.
+func (c *Charts) newHeat(m *MapStats) *heatMap {
+	h := &heatMap{m: m}
+	regs := m.Registers()
+	if len(regs) <= c.lim.Rows {
+		h.rowOf = map[uint64]int{}
+		for i, r := range regs {
+			h.rowOf[r.Offset] = i
+			label := fmt.Sprintf("%#x", r.Offset)
+			if r.Name != "" {
+				label += " " + r.Name
+			}
+			h.rows = append(h.rows, label)
+		}
+	} else {
+		h.lo, h.hi = regs[0].Offset, regs[len(regs)-1].Offset+1
+		for i := 0; i < c.lim.Rows; i++ {
+			h.rows = append(h.rows, fmt.Sprintf("%#x", h.lo+(h.hi-h.lo)*uint64(i)/uint64(c.lim.Rows)))
+		}
+	}
+	h.counts = make([][]uint32, len(h.rows))
+	h.writes = make([][]uint32, len(h.rows))
+	for i := range h.counts {
+		h.counts[i] = make([]uint32, c.lim.Buckets)
+		h.writes[i] = make([]uint32, c.lim.Buckets)
+	}
+	return h
+}
+
+func (h *heatMap) row(off uint64) (int, bool) {
+	if h.rowOf != nil {
+		r, ok := h.rowOf[off]
+		return r, ok
+	}
+	if off < h.lo || off >= h.hi {
+		return 0, false
+	}
+	return int((off - h.lo) * uint64(len(h.rows)) / (h.hi - h.lo)), true
+}
+
+func (c *Charts) bucket(t int64) int {
+	b := int((t - c.start) / c.span)
+	return min(max(b, 0), c.lim.Buckets-1)
+}
+
+// Add takes one record of the second pass.
+func (c *Charts) Add(r *trace.Record) {
+	c.live.observe(r)
+	switch {
+	case r.Kind == trace.KindEvent:
+		c.events.add(r.Text, c.bucket(r.Time))
+		return
+	case r.Kind == trace.KindExec:
+	case !r.Kind.IsAccess():
+		return
+	}
+	b := c.bucket(r.Time)
+	c.threads.add(r.TID, b)
+	m := c.group(r.MapID)
+	if m == nil {
+		return
+	}
+	if m.Watch {
+		c.watches.add(m, b)
+		return
+	}
+	if r.Kind == trace.KindExec {
+		return
+	}
+	off := r.Phys - m.Phys
+	if m.Other {
+		off = r.Phys
+	}
+	if h := c.heat[m]; h != nil {
+		if row, ok := h.row(off); ok {
+			h.counts[row][b]++
+			if r.Kind.IsWrite() {
+				h.writes[row][b]++
+			}
+		}
+	}
+	reg := m.regs[off]
+	if reg == nil {
+		return
+	}
+	if v := c.values[reg]; v != nil {
+		x := float64(r.Uint64())
+		if v.bins == nil {
+			v.points = append(v.points, point{r.Time, x, r.Kind.IsWrite()})
+			return
+		}
+		bv := &v.bins[b]
+		if bv.n == 0 || x < bv.min {
+			bv.min = x
+		}
+		if bv.n == 0 || x > bv.max {
+			bv.max = x
+		}
+		bv.val = x
+		bv.n++
+	}
+}
+
+// group finds the map group of the first pass for map id.
+func (c *Charts) group(id uint32) *MapStats {
+	st := c.live.get(id)
+	if st.group == nil {
+		st.group = c.s.groups[st.key()]
+		if st.group == nil {
+			st.group = c.s.other
+		}
+	}
+	return st.group
+}

@@ -1,0 +1,391 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math/bits"
+	"sort"
+	"strings"
+)
+
+// TextOptions shape the text summary.
+type TextOptions struct {
+	// Top is how many registers to list per map: the most accessed, shown
+	// in offset order (0: all).
+	Top int
+	// PCs is how many of a register's busiest PCs to show (default 3).
+	PCs int
+	// Regs describes the register maps used, for the header ("" if none).
+	Regs string
+}
+
+// WriteText writes the summary as text:
+//
+//	log: 58 accesses (40 R, 18 W) in 10.883 ms, 12191.619117 to 12191.630000
+//	...
+//	map #1 /dev/shm/dev: phys 0x0 len 0x1000, 58 accesses (40 R, 18 W) to 6 registers by 1 thread
+//	  offset  register  width   R   W  values  first       last
+//	  0x0     ID            4   1   0       1  0x4d4d494f  0x4d4d494f
+//	          1  main+0x5c (device.c:57)
+func WriteText(w io.Writer, s *Summary, opt TextOptions) error {
+	if opt.PCs == 0 {
+		opt.PCs = 3
+	}
+	bw := bufio.NewWriter(w)
+	t := &textWriter{w: bw, s: s, opt: opt}
+	t.header()
+	for _, m := range s.Maps {
+		if !m.Watch {
+			t.mapSection(m)
+		}
+	}
+	t.watches()
+	t.threads()
+	t.events()
+	t.marks()
+	t.symbolProblems()
+	return bw.Flush()
+}
+
+type textWriter struct {
+	w   *bufio.Writer
+	s   *Summary
+	opt TextOptions
+}
+
+func (t *textWriter) printf(format string, args ...any) { fmt.Fprintf(t.w, format, args...) }
+
+func (t *textWriter) header() {
+	s := t.s
+	t.printf("log: %s (%s) in %s, %s to %s\n", count(s.Accesses(), "access"), rw(s.Reads+s.ReadsV, s.Writes+s.WritesV),
+		duration(s.End-s.Start), stamp(s.Start), stamp(s.End))
+	var maps, watches int
+	for _, m := range s.Maps {
+		if m.Watch {
+			watches++
+		} else {
+			maps++
+		}
+	}
+	parts := []string{count(uint64(maps), "map"), count(uint64(watches), "watch"), count(uint64(len(s.Threads)), "thread")}
+	if s.ReadsV+s.WritesV > 0 {
+		parts = append(parts, fmt.Sprintf("%d RV, %d WV", s.ReadsV, s.WritesV))
+	}
+	parts = append(parts, fmt.Sprintf("%d UNKNOWN", s.Unknown), fmt.Sprintf("%d X", s.Execs),
+		count(s.EventCount, "tracepoint event"), count(s.MarkCount, "mark"))
+	t.printf("     %s\n", strings.Join(parts, ", "))
+	for _, p := range s.PCI {
+		t.printf("     PCI device %s\n", p)
+	}
+	if t.opt.Regs != "" {
+		t.printf("     registers named by %s\n", t.opt.Regs)
+	}
+	if s.Kernel {
+		t.printf("     a kernel mmiotrace log: no PCs, PID 0\n")
+	}
+}
+
+// symbolProblems lists the files whose PCs could not be named, once the
+// PCs have been looked up.
+func (t *textWriter) symbolProblems() {
+	if t.s.sym == nil {
+		return
+	}
+	for _, p := range t.s.sym.Problems() {
+		t.printf("\nno symbols from %s\n", p)
+	}
+}
+
+// mapTitle names a map group: its ids and its NAME.
+func mapTitle(m *MapStats) string {
+	if m.Other {
+		return fmt.Sprintf("%s (%d)", m.Name, m.NumIDs)
+	}
+	var ids []string
+	for _, id := range m.IDs {
+		ids = append(ids, fmt.Sprintf("#%d", id))
+	}
+	s := strings.Join(ids, " ")
+	if m.NumIDs > len(m.IDs) {
+		s += fmt.Sprintf(" ... (%d maps)", m.NumIDs)
+	}
+	if m.Name != "" {
+		s += " " + m.Name
+	}
+	return s
+}
+
+func (t *textWriter) mapSection(m *MapStats) {
+	regs := m.Registers()
+	nthreads, more := m.Threads()
+	t.printf("\nmap %s: phys %#x len %#x, %s (%s) to %s by %s\n", mapTitle(m), m.Phys, m.Len,
+		count(m.Accesses(), "access"), rw(m.Reads, m.Writes), count(uint64(len(regs)), "register"), countMore(nthreads, more, "thread"))
+	if m.Unknown > 0 {
+		t.printf("  %d UNKNOWN (accesses that could not be described)\n", m.Unknown)
+	}
+	if m.Lost > 0 {
+		t.printf("  %d accesses to registers past the first %d not counted by register\n", m.Lost, len(regs))
+	}
+	t.registers(regs, false)
+}
+
+// registers prints a table of registers, the busiest opt.Top of them in
+// offset order, with their busiest PCs below each.
+func (t *textWriter) registers(regs []*RegStats, watch bool) {
+	if len(regs) == 0 {
+		return
+	}
+	shown := regs
+	if t.opt.Top > 0 && len(regs) > t.opt.Top {
+		shown = append([]*RegStats(nil), regs...)
+		sort.SliceStable(shown, func(i, j int) bool { return shown[i].Accesses() > shown[j].Accesses() })
+		shown = shown[:t.opt.Top]
+		sort.Slice(shown, func(i, j int) bool { return shown[i].Offset < shown[j].Offset })
+	}
+	head := []string{"offset", "register", "width", "R", "W", "values", "first", "last"}
+	right := []bool{false, false, true, true, true, true, false, false}
+	if watch {
+		head = []string{"offset", "width", "R", "W", "X", "values", "first", "last"}
+		right = []bool{false, true, true, true, true, true, false, false}
+	}
+	tb := table{head: head, right: right}
+	for _, r := range shown {
+		n, more := r.Values()
+		vals := fmt.Sprint(n)
+		if more {
+			vals += "+"
+		}
+		first, last := r.First.String(), r.Last.String()
+		if r.Reads+r.Writes == 0 {
+			first, last = "-", "-"
+		}
+		var cells []string
+		if watch {
+			cells = []string{fmt.Sprintf("%#x", r.Offset), widths(r.Widths), fmt.Sprint(r.Reads), fmt.Sprint(r.Writes), fmt.Sprint(r.Execs), vals, first, last}
+		} else {
+			name := r.Name
+			if name == "" {
+				name = "-"
+			}
+			cells = []string{fmt.Sprintf("%#x", r.Offset), name, widths(r.Widths), fmt.Sprint(r.Reads), fmt.Sprint(r.Writes), vals, first, last}
+		}
+		tb.rows = append(tb.rows, row{cells: cells, below: t.pcLines(r)})
+	}
+	tb.write(t.w, "  ")
+	if len(shown) < len(regs) {
+		t.printf("  ... %d more registers (the %d busiest are shown)\n", len(regs)-len(shown), len(shown))
+	}
+}
+
+// pcLines lists a register's busiest PCs: count, function+offset and
+// source line; kernel logs have none.
+func (t *textWriter) pcLines(r *RegStats) []string {
+	if t.s.Kernel {
+		return nil
+	}
+	pcs, approx := r.PCs()
+	var out []string
+	for i, p := range pcs {
+		if i == t.opt.PCs {
+			out = append(out, fmt.Sprintf("%8s  (%s)", "", count(uint64(len(pcs)-i), "more PC")))
+			break
+		}
+		name, src := t.s.PC(p.PC)
+		n := fmt.Sprint(p.Count)
+		if approx {
+			n = "~" + n
+		}
+		line := fmt.Sprintf("%8s  %#x", n, p.PC)
+		if name != "" {
+			line += " " + name
+		}
+		if src != "" {
+			line += " (" + src + ")"
+		}
+		out = append(out, line)
+	}
+	return out
+}
+
+func (t *textWriter) watches() {
+	first := true
+	for _, m := range t.s.Maps {
+		if !m.Watch {
+			continue
+		}
+		if first {
+			t.printf("\nwatches\n")
+			first = false
+		}
+		nthreads, more := m.Threads()
+		t.printf("  %s at %#x len %d: %s (%s, %d X) by %s\n", mapTitle(m), m.Phys, m.Len,
+			count(m.Accesses()+m.Execs, "hit"), rw(m.Reads, m.Writes), m.Execs, countMore(nthreads, more, "thread"))
+		t.registers(m.Registers(), true)
+	}
+}
+
+func (t *textWriter) threads() {
+	if len(t.s.Threads) == 0 {
+		return
+	}
+	t.printf("\nthreads\n")
+	tb := table{head: []string{"tid", "accesses", "R", "W", "X", "UNKNOWN", "events", "maps", "first", "last"},
+		right: []bool{true, true, true, true, true, true, true, true, false, false}}
+	for _, th := range t.s.Threads {
+		tid := fmt.Sprint(th.TID)
+		if th.Other {
+			tid = "others"
+		}
+		n, more := th.Maps()
+		maps := fmt.Sprint(n)
+		if more {
+			maps += "+"
+		}
+		tb.rows = append(tb.rows, row{cells: []string{tid, fmt.Sprint(th.Accesses()), fmt.Sprint(th.Reads), fmt.Sprint(th.Writes),
+			fmt.Sprint(th.Execs), fmt.Sprint(th.Unknown), fmt.Sprint(th.Events), maps, stamp(th.First), stamp(th.Last)}})
+	}
+	tb.write(t.w, "  ")
+}
+
+func (t *textWriter) events() {
+	if len(t.s.Events) == 0 {
+		return
+	}
+	t.printf("\ntracepoints\n")
+	tb := table{head: []string{"event", "count", "rate", "first", "last"}, right: []bool{false, true, true, false, false}}
+	for _, e := range t.s.Events {
+		tb.rows = append(tb.rows, row{cells: []string{e.Name, fmt.Sprint(e.Count), rate(e.Count, e.Last-e.First), stamp(e.First), stamp(e.Last)}})
+	}
+	tb.write(t.w, "  ")
+}
+
+func (t *textWriter) marks() {
+	if len(t.s.Marks) == 0 {
+		return
+	}
+	t.printf("\nmarks\n")
+	for _, m := range t.s.Marks {
+		t.printf("  %s %s\n", stamp(m.Time), m.Text)
+	}
+	if n := t.s.MarkCount - uint64(len(t.s.Marks)); n > 0 {
+		t.printf("  ... %d more\n", n)
+	}
+}
+
+// table prints aligned columns; each row may carry lines printed below it.
+type table struct {
+	head  []string
+	right []bool // right-aligned columns
+	rows  []row
+}
+
+type row struct {
+	cells []string
+	below []string
+}
+
+func (tb *table) write(w io.Writer, indent string) {
+	width := make([]int, len(tb.head))
+	for i, h := range tb.head {
+		width[i] = len(h)
+	}
+	for _, r := range tb.rows {
+		for i, c := range r.cells {
+			width[i] = max(width[i], len(c))
+		}
+	}
+	line := func(cells []string) {
+		var b strings.Builder
+		b.WriteString(indent)
+		for i, c := range cells {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			pad := strings.Repeat(" ", width[i]-len(c))
+			if tb.right[i] {
+				b.WriteString(pad + c)
+			} else if i < len(cells)-1 {
+				b.WriteString(c + pad)
+			} else {
+				b.WriteString(c)
+			}
+		}
+		fmt.Fprintln(w, b.String())
+	}
+	line(tb.head)
+	for _, r := range tb.rows {
+		line(r.cells)
+		for _, l := range r.below {
+			fmt.Fprintf(w, "%s%s%s\n", indent, strings.Repeat(" ", width[0]), l)
+		}
+	}
+}
+
+// stamp renders a log time as the log does.
+func stamp(ns int64) string { return fmt.Sprintf("%d.%06d", ns/1e9, ns%1e9/1e3) }
+
+// duration renders a span in the unit that suits it.
+func duration(ns int64) string {
+	switch {
+	case ns >= 10e9:
+		return fmt.Sprintf("%.1f s", float64(ns)/1e9)
+	case ns >= 1e9:
+		return fmt.Sprintf("%.3f s", float64(ns)/1e9)
+	case ns >= 1e6:
+		return fmt.Sprintf("%.3f ms", float64(ns)/1e6)
+	}
+	return fmt.Sprintf("%.0f µs", float64(ns)/1e3)
+}
+
+// rate renders n events over ns as a rate per second.
+func rate(n uint64, ns int64) string {
+	if n < 2 || ns <= 0 {
+		return "-"
+	}
+	r := float64(n-1) / (float64(ns) / 1e9)
+	switch {
+	case r >= 1e6:
+		return fmt.Sprintf("%.1fM/s", r/1e6)
+	case r >= 1e3:
+		return fmt.Sprintf("%.1fk/s", r/1e3)
+	}
+	return fmt.Sprintf("%.1f/s", r)
+}
+
+func count(n uint64, what string) string {
+	switch {
+	case n == 1:
+		return "1 " + what
+	case strings.HasSuffix(what, "ss") || strings.HasSuffix(what, "h"):
+		return fmt.Sprintf("%d %ses", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func countMore(n int, more bool, what string) string {
+	s := count(uint64(n), what)
+	if more {
+		return strings.Replace(s, " ", "+ ", 1)
+	}
+	return s
+}
+
+func rw(r, w uint64) string { return fmt.Sprintf("%d R, %d W", r, w) }
+
+// widths lists the access widths a register saw: "4", "1,4".
+func widths(mask uint64) string {
+	var out []string
+	for m := mask; m != 0; m &= m - 1 {
+		b := bits.TrailingZeros64(m)
+		if b == 0 {
+			b = 64
+		}
+		out = append(out, fmt.Sprint(b))
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) < len(out[j]) || len(out[i]) == len(out[j]) && out[i] < out[j] })
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ",")
+}
