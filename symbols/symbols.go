@@ -75,7 +75,7 @@ type Table struct {
 func Open(path string) (*Table, error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("symbols: %w", err)
+		return nil, fmt.Errorf("symbols: %s: %w", path, err)
 	}
 	defer f.Close()
 	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -150,9 +154,14 @@ func TestRecordTracepoints(t *testing.T) {
 	}
 }
 
-// TestUsageErrors checks the one-line errors and exit codes of bad input.
+// TestUsageErrors checks the one-line errors and exit codes of bad input:
+// usage errors (exit 2) point to the command's --help, with flags spelled
+// as the help spells them, and no error shows a Go package prefix.
 func TestUsageErrors(t *testing.T) {
 	bin := mmiotraceBin(t)
+	notELF := filepath.Join(t.TempDir(), "notelf")
+	os.WriteFile(notELF, bytes.Repeat([]byte("not an ELF file\n"), 8), 0o644)
+	watchme := testenv.BuildC(t, "testdata/watchme.c", "-pthread")
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -164,8 +173,25 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"record", "--", "/nonexistent/prog"}, 1, "/nonexistent/prog"},
 		{[]string{"record"}, 2, "give a command"},
 		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"--frob"}, 2, "unknown flag --frob; see 'mmiotrace --help'"},
 		{[]string{"mark", "-p", "999999999", "hi"}, 1, "no mmiotrace session"},
 		{[]string{"watch", "--", "true"}, 2, "no SPEC"},
+		{[]string{"record", "--frob", "--", "true"}, 2, "record: unknown flag --frob; see 'mmiotrace record --help'"},
+		{[]string{"record", "-frob", "--", "true"}, 2, "record: unknown flag --frob"},
+		{[]string{"record", "-p", "abc"}, 2, `record: bad value "abc" for -p: not a number; see 'mmiotrace record --help'`},
+		{[]string{"record", "--map"}, 2, "record: missing value for --map"},
+		{[]string{"watch", "--backend", "x", "v", "--", "true"}, 2, "see 'mmiotrace watch --help'"},
+		{[]string{"tp", "list", "--zz"}, 2, "tp list: unknown flag --zz; see 'mmiotrace tp --help'"},
+		{[]string{"report", "--top", "-1", "x.log"}, 2, "see 'mmiotrace report --help'"},
+		{[]string{"report", "a.log", "b.log"}, 2, "one LOG at most"},
+		{[]string{"decode", "--map", "1", "x.log"}, 2, "--map and --base need --regs"},
+		{[]string{"decode", "--regs", "x.regs", "--base", "zz", "x.log"}, 2, `--base "zz": not an address`},
+		{[]string{"decode", "--regs", "/nonexistent/x.regs", "x.log"}, 1, "/nonexistent/x.regs"},
+		{[]string{"report", "/nonexistent/x.log"}, 1, "/nonexistent/x.log"},
+		{[]string{"version", "extra"}, 2, "unexpected argument"},
+		// Errors wrapped by libraries that prefix their messages.
+		{[]string{"symbols", notELF}, 1, "symbols: " + notELF + ": bad magic number"},
+		{[]string{"watch", "no_such_variable", "--", watchme}, 2, `watch: no symbol "no_such_variable"`},
 	} {
 		cmd := exec.Command(bin, tc.args...)
 		cmd.Dir = t.TempDir() // where a default mmiotrace.log would go
@@ -179,6 +205,33 @@ func TestUsageErrors(t *testing.T) {
 		msg := strings.TrimSpace(stderr.String())
 		if !strings.Contains(msg, tc.msg) || strings.Count(msg, "\n") > 0 {
 			t.Errorf("mmiotrace %v: stderr %q, want one line containing %q", tc.args, msg, tc.msg)
+		}
+		if code == 2 && !strings.Contains(msg, "--help'") {
+			t.Errorf("mmiotrace %v: usage error %q does not point to --help", tc.args, msg)
+		}
+		if m := goPrefix.FindString(strings.TrimPrefix(msg, "mmiotrace: "+tc.args[0])); m != "" {
+			t.Errorf("mmiotrace %v: %q shows the Go package prefix %q", tc.args, msg, m)
+		}
+	}
+}
+
+// goPrefix finds a Go package's name prefixing part of a message: after the
+// "mmiotrace: COMMAND: " that starts every error, a package name followed
+// by ": ".
+var goPrefix = regexp.MustCompile(`: (kmmio|hwbp|symbols|x86|ptrace|tracer|trace|tpcollect|wire|procmaps|regmap|elf|dwarf|strconv\.\w+): `)
+
+// TestErrorPrefixes checks the one place where package prefixes are
+// dropped, on messages as the libraries build them.
+func TestErrorPrefixes(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"symbols: no symbol \"x\" in /bin/ls", "no symbol \"x\" in /bin/ls"},
+		{"trace /dev/mem at 0x7f00: kmmio: probe already registered", "trace /dev/mem at 0x7f00: probe already registered"},
+		{"attach: hwbp: read of closed perf watch (and while cleaning up: kmmio: probe not registered)", "attach: read of closed perf watch (and while cleaning up: probe not registered)"},
+		{`bad value: strconv.ParseUint: parsing "zz": invalid syntax`, `bad value: parsing "zz": invalid syntax`},
+		{"mapping symbols: 3 found", "mapping symbols: 3 found"}, // a word, not a prefix
+	} {
+		if got := stripPrefixes(tc.in); got != tc.want {
+			t.Errorf("stripPrefixes(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
@@ -202,17 +255,139 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
-// TestHelp checks that every command has --help with examples.
+// TestHelp checks that every command has --help with examples, and lists
+// its flags as its usage lines spell them: -o for one letter, --map for
+// more.
 func TestHelp(t *testing.T) {
 	bin := mmiotraceBin(t)
-	for _, c := range []string{"record", "mark", "watch", "symbols", "tp"} {
-		out, err := exec.Command(bin, c, "--help").CombinedOutput()
-		if err != nil {
-			t.Errorf("%s --help: %v", c, err)
+	oneDash := regexp.MustCompile(`(?m)^\s+-[a-z][-a-z]+\b`)
+	for _, c := range []string{"record", "mark", "watch", "symbols", "tp", "decode", "report", "version"} {
+		for _, args := range [][]string{{c, "--help"}, {"help", c}} {
+			cmd := exec.Command(bin, args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil || stderr.Len() > 0 {
+				t.Errorf("%v: %v, stderr %q", args, err, stderr.String())
+			}
+			if !strings.Contains(string(out), "Examples:") {
+				t.Errorf("%v has no examples:\n%s", args, out)
+			}
+			if m := oneDash.Find(out); m != nil {
+				t.Errorf("%v spells a flag %q with one dash:\n%s", args, m, out)
+			}
 		}
-		if !strings.Contains(string(out), "Examples:") {
-			t.Errorf("%s --help has no examples:\n%s", c, out)
+	}
+	out, _ := exec.Command(bin, "record", "--help").Output()
+	for _, want := range []string{"\n  --map GLOB\n", "\n  -o FILE\n", "\n  --range ADDR+LEN\n", "(default \"mmiotrace.log\")"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("record --help lacks %q:\n%s", want, out)
 		}
+	}
+	out, _ = exec.Command(bin, "--help").Output()
+	for _, c := range []string{"decode", "report", "version"} {
+		if !strings.Contains(string(out), "\n  "+c+" ") {
+			t.Errorf("--help does not list %s:\n%s", c, out)
+		}
+	}
+}
+
+// TestVersion checks --version and the version command against the build
+// information of the binary, as `go version -m` reads it.
+func TestVersion(t *testing.T) {
+	bin := mmiotraceBin(t)
+	a, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := string(a)
+	if line != string(b) || strings.Count(line, "\n") != 1 || !strings.HasPrefix(line, "mmiotrace ") {
+		t.Fatalf("--version %q, version %q: want the same one line", a, b)
+	}
+	info, err := exec.Command("go", "version", "-m", bin).Output()
+	if err != nil {
+		t.Fatalf("go version -m: %v", err)
+	}
+	goVersion := regexp.MustCompile(`: (go\S+)`).FindSubmatch(info)
+	if goVersion == nil || !strings.Contains(line, string(goVersion[1])+" linux/amd64") {
+		t.Errorf("version %q does not name the Go of the build (%s)", line, info)
+	}
+	mod := regexp.MustCompile(`(?m)^\s+mod\s+\S+\s+(\S+)`).FindSubmatch(info)
+	if mod == nil || !strings.HasPrefix(line, "mmiotrace "+string(mod[1])) {
+		t.Errorf("version %q does not name the module version (%s)", line, info)
+	}
+	// A build from a git checkout (not a worktree) with -buildvcs records
+	// the revision.
+	if rev := regexp.MustCompile(`vcs.revision=([0-9a-f]{12})`).FindSubmatch(info); rev != nil && !strings.Contains(line, "rev "+string(rev[1])) {
+		t.Errorf("version %q lacks the revision %s", line, rev[1])
+	}
+}
+
+// TestStartupLine checks the line printed when tracing starts: for a
+// spawned program, and, with the counts, for an attached one (three
+// threads, two traced mappings of the file).
+func TestStartupLine(t *testing.T) {
+	bin := mmiotraceBin(t)
+	prog := testenv.BuildC(t, "testdata/attachme.c", "-pthread")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-attachme-%d", os.Getpid())
+	defer os.Remove(shm)
+
+	// Spawned: the program's stdin is closed at once; it exits.
+	cmd := exec.Command(bin, "record", "--map", shm, "-o", os.DevNull, "--", prog, shm)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("record: %v\n%s", err, stderr.String())
+	}
+	first, _, _ := strings.Cut(stderr.String(), "\n")
+	if !regexp.MustCompile(`^mmiotrace: tracing PID \d+: 1 thread; Ctrl-C interrupts it$`).MatchString(first) {
+		t.Errorf("first line %q, want the start-up line of a spawned program\n%s", first, stderr.String())
+	}
+
+	p := exec.Command(prog, shm)
+	stdin, _ := p.StdinPipe()
+	stdout, _ := p.StdoutPipe()
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Process.Kill()
+	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
+		t.Fatalf("fixture: %v", err)
+	}
+	rec := exec.Command(bin, "record", "--map", shm, "-o", os.DevNull, "-p", fmt.Sprint(p.Process.Pid))
+	errPipe, _ := rec.StderrPipe()
+	if err := rec.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(errPipe).ReadString('\n')
+	rec.Process.Signal(os.Interrupt)
+	go io.Copy(io.Discard, errPipe)
+	rec.Wait()
+	stdin.Close()
+	p.Wait()
+	want := fmt.Sprintf("mmiotrace: tracing PID %d: 3 threads, 2 maps; Ctrl-C detaches\n", p.Process.Pid)
+	if err != nil || line != want {
+		t.Errorf("start-up line %q (%v), want %q", line, err, want)
+	}
+}
+
+// TestKilledBySignal checks that the end of a program killed by a signal is
+// reported by the signal's name, as a shell does, not as a status.
+func TestKilledBySignal(t *testing.T) {
+	bin := mmiotraceBin(t)
+	cmd := exec.Command(bin, "record", "-o", os.DevNull, "--", "/bin/sh", "-c", "kill -SEGV $$")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 128+11 {
+		t.Errorf("exit %d, want %d", code, 128+11)
+	}
+	if !strings.Contains(stderr.String(), "; killed by SIGSEGV;") || strings.Contains(stderr.String(), "exit status") {
+		t.Errorf("summary does not say killed by SIGSEGV:\n%s", stderr.String())
 	}
 }
 
@@ -670,5 +845,98 @@ func sameLines(t *testing.T, got, want []string) {
 	t.Helper()
 	if strings.Join(got, "; ") != strings.Join(want, "; ") {
 		t.Errorf("records:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// TestReportAndDecode records the example driver (built with DWARF), then
+// checks that report names each register's accessing instructions by the
+// source lines that access it, and that decode names every access's
+// register, fields and function.
+func TestReportAndDecode(t *testing.T) {
+	bin := mmiotraceBin(t)
+	src := "../../examples/device/device.c"
+	dev := testenv.BuildC(t, src, "-pthread")
+	regs := "../../regmap/testdata/device.regs"
+	dir := t.TempDir()
+	log := filepath.Join(dir, "dev.log")
+	shm := fmt.Sprintf("/dev/shm/mmiotrace-clireport-%d", os.Getpid())
+	if out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", dev, shm).CombinedOutput(); err != nil {
+		t.Fatalf("record: %v\n%s", err, out)
+	}
+
+	// The source lines that access each register: bar[NAME / 4].
+	code, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{}
+	for i, l := range strings.Split(string(code), "\n") {
+		if m := regexp.MustCompile(`bar\[([A-Z]+) / 4\]`).FindStringSubmatch(l); m != nil {
+			want[m[1]] = append(want[m[1]], fmt.Sprintf("device.c:%d", i+1))
+		}
+	}
+	out, err := exec.Command(bin, "report", "--pcs", "10", "--regs", regs, log).Output()
+	if err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	got := map[string][]string{}
+	reg := ""
+	row := regexp.MustCompile(`^  0x[0-9a-f]+\s+([A-Z]+)\s`)
+	pcLine := regexp.MustCompile(`^\s+\d+  0x[0-9a-f]+ main\+0x[0-9a-f]+ \((device\.c:\d+)\)$`)
+	for _, l := range strings.Split(string(out), "\n") {
+		if m := row.FindStringSubmatch(l); m != nil {
+			reg = m[1]
+			continue
+		}
+		if m := pcLine.FindStringSubmatch(l); m != nil && reg != "" {
+			if !slices.Contains(got[reg], m[1]) {
+				got[reg] = append(got[reg], m[1])
+			}
+		}
+	}
+	for name, lines := range want {
+		sort.Strings(lines)
+		sort.Strings(got[name])
+		if fmt.Sprint(got[name]) != fmt.Sprint(lines) {
+			t.Errorf("%s: report names its PCs at %v, the source accesses it at %v\n%s", name, got[name], lines, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^  0x8\s+DATA\s+4\s+0\s+3\s+3\s+0xa\s+0x1e$`).Match(out) {
+		t.Errorf("no DATA row with 3 writes, 3 values, first 0xa, last 0x1e:\n%s", out)
+	}
+
+	dec, err := exec.Command(bin, "decode", "--regs", regs, log).Output()
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	accesses := 0
+	for _, r := range readLog(t, log) {
+		if r.Kind.IsAccess() {
+			accesses++
+		}
+	}
+	named := regexp.MustCompile(`(?m)^\s+[\d.]+\s+\d+ [RW] 4 #1 0x[0-9a-f]+ [A-Z]+ (<=|=>) 0x[0-9a-f]+( \{[^}]*\})? @main\+0x[0-9a-f]+$`)
+	if n := len(named.FindAll(dec, -1)); n != accesses {
+		t.Errorf("%d decoded accesses with a register and a function, want all %d:\n%s", n, accesses, dec)
+	}
+	for _, want := range []string{" ID => 0x4d4d494f @main+", " CTRL <= 0x1 {EN | MODE=OFF} @main+", " DOORBELL <= 0x1 {RING} @main+", " STATUS => 0x1 {DONE} @main+"} {
+		if !bytes.Contains(dec, []byte(want)) {
+			t.Errorf("decode output lacks %q:\n%s", want, dec)
+		}
+	}
+
+	// The HTML page, from stdin (kept in a file for the second pass).
+	page := filepath.Join(dir, "dev.html")
+	cmd := exec.Command(bin, "report", "-o", page, "-")
+	cmd.Stdin, _ = os.Open(log)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("report -o: %v\n%s", err, out)
+	}
+	html, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(html, []byte(`"heat":[{"title":"map #1 `+shm)) || !bytes.Contains(html, []byte("<title>mmiotrace report: ")) {
+		t.Errorf("the page lacks the map's heat map:\n%.3000s", html)
 	}
 }

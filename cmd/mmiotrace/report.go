@@ -39,6 +39,7 @@ func runReport(args []string) int {
 	fs := newFlags("report", reportHelp)
 	html := fs.String("o", "", "also write the HTML page with charts to `FILE`")
 	top := fs.Int("top", 50, "list the `N` busiest registers of each map (0: all)")
+	pcs := fs.Int("pcs", 3, "show the `N` busiest PCs of each register")
 	rf := addRegsFlags(fs)
 	pos, _, code, ok := parseInterleaved(fs, args)
 	if !ok {
@@ -48,8 +49,8 @@ func runReport(args []string) int {
 	if !ok {
 		return exitUsage
 	}
-	if *top < 0 {
-		usageError("report", "--top %d: want 0 or more", *top)
+	if *top < 0 || *pcs < 0 {
+		usageError("report", "--top and --pcs want 0 or more")
 		return exitUsage
 	}
 	trk, code, ok := rf.tracker("report")
@@ -78,7 +79,7 @@ func runReport(args []string) int {
 		return exitError
 	}
 	s := c.Summary()
-	opt := report.TextOptions{Top: *top, Regs: regsText}
+	opt := report.TextOptions{Top: *top, PCs: *pcs, Regs: regsText}
 	if err := report.WriteText(os.Stdout, s, opt); err != nil {
 		errorf("report: %v", err)
 		return exitError

@@ -125,7 +125,7 @@ func (s *status) started(tr *tracer.Tracer, pid int, attached bool, watches bool
 		s.note(fmt.Sprintf("tracing PID %d: %s, %s; Ctrl-C detaches", pid, threads, what))
 		return
 	}
-	s.note(fmt.Sprintf("tracing PID %d: %s; Ctrl-C stops it", pid, threads))
+	s.note(fmt.Sprintf("tracing PID %d: %s; Ctrl-C interrupts it", pid, threads))
 }
 
 func plural(n int, what string) string {

@@ -101,7 +101,7 @@ func runWatch(args []string) int {
 	}
 	if exe != "" {
 		if err := res.Check(exe); err != nil {
-			errorf("watch: %v", err)
+			usageError("watch", "%v", err)
 			return exitUsage
 		}
 	}

@@ -93,7 +93,7 @@ func TestGolden(t *testing.T) {
 			}
 			s := summarize(t, tc.log, cfg)
 			var out bytes.Buffer
-			if err := WriteText(&out, s, TextOptions{Regs: tc.regsText}); err != nil {
+			if err := WriteText(&out, s, TextOptions{PCs: 3, Regs: tc.regsText}); err != nil {
 				t.Fatal(err)
 			}
 			golden(t, tc.golden, out.Bytes())
@@ -211,7 +211,7 @@ func TestLimits(t *testing.T) {
 		t.Errorf("%d threads, %d events", len(s.Threads), len(s.Events))
 	}
 	var out bytes.Buffer
-	WriteText(&out, s, TextOptions{Top: 3})
+	WriteText(&out, s, TextOptions{Top: 3, PCs: 3})
 	for _, want := range []string{"8+", "~", "13 more registers", "other maps (7)", "others", "other events"} {
 		if !bytes.Contains(out.Bytes(), []byte(want)) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())

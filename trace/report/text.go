@@ -14,7 +14,7 @@ type TextOptions struct {
 	// Top is how many registers to list per map: the most accessed, shown
 	// in offset order (0: all).
 	Top int
-	// PCs is how many of a register's busiest PCs to show (default 3).
+	// PCs is how many of a register's busiest PCs to show.
 	PCs int
 	// Regs describes the register maps used, for the header ("" if none).
 	Regs string
@@ -29,9 +29,6 @@ type TextOptions struct {
 //	  0x0     ID            4   1   0       1  0x4d4d494f  0x4d4d494f
 //	          1  main+0x5c (device.c:57)
 func WriteText(w io.Writer, s *Summary, opt TextOptions) error {
-	if opt.PCs == 0 {
-		opt.PCs = 3
-	}
 	bw := bufio.NewWriter(w)
 	t := &textWriter{w: bw, s: s, opt: opt}
 	t.header()
@@ -181,7 +178,7 @@ func (t *textWriter) registers(regs []*RegStats, watch bool) {
 // pcLines lists a register's busiest PCs: count, function+offset and
 // source line; kernel logs have none.
 func (t *textWriter) pcLines(r *RegStats) []string {
-	if t.s.Kernel {
+	if t.s.Kernel || t.opt.PCs == 0 {
 		return nil
 	}
 	pcs, approx := r.PCs()
