@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -26,7 +28,10 @@ func PutHeader(rec []byte, id uint32, time int64, tid int32, paylen uint32) {
 	binary.LittleEndian.PutUint32(rec[20:], paylen)
 }
 
-// ParseRecord splits a committed record into its header and payload.
+// ParseRecord splits a committed record into its header and payload. It
+// reads each header field once, so a producer changing the record meanwhile
+// cannot make the payload reach beyond it. The payload is nil exactly when
+// the error is not.
 func ParseRecord(rec []byte) (Header, []byte, error) {
 	if len(rec) < RecordHeader {
 		return Header{}, nil, fmt.Errorf("%w: record of %d bytes", ErrCorrupt, len(rec))
@@ -49,26 +54,50 @@ func RecordSize(paylen int) uint32 {
 	return uint32(RecordHeader+paylen+7) &^ 7
 }
 
-// Validate checks that d describes a payload this package can decode.
+// Validate checks that d describes a payload this package can decode, with
+// names that are safe to print (ValidName). A collector validates every
+// description the program sends before using it.
 func (d *Desc) Validate() error {
+	if !ValidName(d.Provider) || !ValidName(d.Name) {
+		return fmt.Errorf("%w: tracepoint name %q:%q", ErrCorrupt, d.Provider, d.Name)
+	}
 	if d.FixedSize < 0 || d.FixedSize > math.MaxUint16 {
 		return fmt.Errorf("%w: tracepoint %s:%s fixed size %d", ErrCorrupt, d.Provider, d.Name, d.FixedSize)
 	}
 	for _, f := range d.Fields {
+		if !ValidName(f.Name) {
+			return fmt.Errorf("%w: tracepoint %s:%s field name %q", ErrCorrupt, d.Provider, d.Name, f.Name)
+		}
 		sz := TypeSize(f.Type)
 		switch {
 		case sz < 0:
 			return fmt.Errorf("%w: tracepoint %s:%s field %s has unknown type %q", ErrCorrupt, d.Provider, d.Name, f.Name, f.Type)
-		case sz > 0 && (f.Size != sz || f.Offset < 0 || f.Offset+sz > d.FixedSize):
+		case sz > 0 && (f.Size != sz || f.Offset < 0 || f.Offset > d.FixedSize-sz):
 			return fmt.Errorf("%w: tracepoint %s:%s field %s out of bounds", ErrCorrupt, d.Provider, d.Name, f.Name)
 		}
 	}
 	return nil
 }
 
+// ParseDesc decodes and validates a tracepoint description (the payload of
+// a metadata record). b may be shared memory that the producer is still
+// changing: it is copied first, since encoding/json assumes its input holds
+// still.
+func ParseDesc(b []byte) (*Desc, error) {
+	d := new(Desc)
+	if err := json.Unmarshal(bytes.Clone(b), d); err != nil {
+		return nil, fmt.Errorf("%w: tracepoint description: %v", ErrCorrupt, err)
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
 // DecodeFields renders each field of payload, described by d, in field
 // order: integers in decimal (uintptr in hex), floats in the shortest exact
-// form, strings quoted. A payload shorter than d says is an error.
+// form, strings quoted. d must have passed Validate. A payload shorter than d
+// says is an error.
 func DecodeFields(d *Desc, payload []byte, fn func(f *Field, value string)) error {
 	if len(payload) < d.FixedSize {
 		return fmt.Errorf("%w: %s:%s payload of %d bytes, fixed part needs %d", ErrCorrupt, d.Provider, d.Name, len(payload), d.FixedSize)
