@@ -216,6 +216,13 @@ type Session struct {
 	conn     *net.UnixConn
 	ring     *wire.Ring
 	descs    map[uint32]*wire.Desc
+	names    map[uint32]string // "provider:event" of each described id
+
+	// PollRecords' scratch: the values of one event, where each ends, and
+	// the slab its records' fields are cut from.
+	vals []byte
+	ends []int
+	slab []trace.Field
 	matched  []Info
 	tids     bool
 	adopted  bool
@@ -260,7 +267,7 @@ func OpenOptions(pid int, patterns []string, opt Options) (*Session, error) {
 		c.Close()
 		return nil, fmt.Errorf("enable tracepoints in %d: %w", pid, err)
 	}
-	s := &Session{pid: pid, conn: c, ring: ring, descs: make(map[uint32]*wire.Desc), tids: m.TIDs, adopted: m.Adopted, discard: m.Discard}
+	s := &Session{pid: pid, conn: c, ring: ring, descs: make(map[uint32]*wire.Desc), names: make(map[uint32]string), tids: m.TIDs, adopted: m.Adopted, discard: m.Discard}
 	for i := range m.Tracepoints {
 		d := &m.Tracepoints[i] // validated by wire.DecodeMessage
 		s.descs[d.ID] = d
@@ -321,6 +328,7 @@ func (s *Session) PollRaw(fn func(Record)) (int, error) {
 			}
 			if d.ID != wire.MetaID {
 				s.descs[d.ID] = d
+				delete(s.names, d.ID)
 			}
 			return nil
 		}
@@ -354,6 +362,60 @@ func (s *Session) Poll(fn func(Event)) (int, error) {
 		err = derr
 	}
 	return n, err
+}
+
+// PollRecords hands the events available now to fn as trace records of kind
+// TP, exactly as Event.TraceRecord makes them, and returns how many. It is
+// the fast path of `mmiotrace record -e`: it decodes straight into the
+// record, with one allocation per event (its field values, as one string)
+// and a share of a slab of fields. fn may keep the record's Text and Fields.
+func (s *Session) PollRecords(fn func(*trace.Record)) (int, error) {
+	var derr error
+	var rec trace.Record
+	n, err := s.PollRaw(func(r Record) {
+		if derr != nil {
+			return
+		}
+		d := s.describe(r.ID)
+		if d == nil {
+			ev, _ := s.Decode(r) // the "?" form
+			rec = ev.TraceRecord()
+			fn(&rec)
+			return
+		}
+		s.vals, s.ends, derr = wire.AppendValues(d, r.Payload, s.vals[:0], s.ends[:0])
+		if derr != nil {
+			derr = fmt.Errorf("decode %s:%s event: %w", d.Provider, d.Name, derr)
+			return
+		}
+		if len(s.slab) < len(d.Fields) {
+			s.slab = make([]trace.Field, max(1024, len(d.Fields)))
+		}
+		fs := s.slab[:len(d.Fields):len(d.Fields)]
+		s.slab = s.slab[len(d.Fields):]
+		vals := string(s.vals)
+		start := 0
+		for i, end := range s.ends {
+			fs[i] = trace.Field{Name: d.Fields[i].Name, Value: vals[start:end]}
+			start = end
+		}
+		rec = trace.Record{Kind: trace.KindEvent, Time: r.Time, TID: int32(r.TID), Text: s.fullName(r.ID, d), Fields: fs}
+		fn(&rec)
+	})
+	if err == nil {
+		err = derr
+	}
+	return n, err
+}
+
+// fullName returns "provider:event" for tracepoint id, made once.
+func (s *Session) fullName(id uint32, d *wire.Desc) string {
+	name, ok := s.names[id]
+	if !ok {
+		name = d.Provider + ":" + d.Name
+		s.names[id] = name
+	}
+	return name
 }
 
 // Decode turns a record into an event. A record of a tracepoint that can no

@@ -96,11 +96,33 @@ func ParseDesc(b []byte) (*Desc, error) {
 
 // DecodeFields renders each field of payload, described by d, in field
 // order: integers in decimal (uintptr in hex), floats in the shortest exact
-// form, strings quoted. d must have passed Validate. A payload shorter than d
-// says is an error.
+// form, strings quoted (strconv.Quote). d must have passed Validate. A
+// payload shorter than d says is an error.
 func DecodeFields(d *Desc, payload []byte, fn func(f *Field, value string)) error {
+	b, ends, err := appendValues(d, payload, nil, nil, true)
+	if err != nil {
+		return err
+	}
+	start := 0
+	for i, end := range ends {
+		fn(&d.Fields[i], string(b[start:end]))
+		start = end
+	}
+	return nil
+}
+
+// AppendValues appends the value of each field of payload to b, rendered as
+// DecodeFields renders it except that strings are left as the program fired
+// them, unquoted, and appends where each value ends in b to ends. A
+// collector that keeps the values turns b into one string and slices it:
+// one allocation per event.
+func AppendValues(d *Desc, payload, b []byte, ends []int) ([]byte, []int, error) {
+	return appendValues(d, payload, b, ends, false)
+}
+
+func appendValues(d *Desc, payload, b []byte, ends []int, quote bool) ([]byte, []int, error) {
 	if len(payload) < d.FixedSize {
-		return fmt.Errorf("%w: %s:%s payload of %d bytes, fixed part needs %d", ErrCorrupt, d.Provider, d.Name, len(payload), d.FixedSize)
+		return b, ends, fmt.Errorf("%w: %s:%s payload of %d bytes, fixed part needs %d", ErrCorrupt, d.Provider, d.Name, len(payload), d.FixedSize)
 	}
 	fixed, strs := payload[:d.FixedSize], payload[d.FixedSize:]
 	le := binary.LittleEndian
@@ -108,47 +130,53 @@ func DecodeFields(d *Desc, payload []byte, fn func(f *Field, value string)) erro
 		f := &d.Fields[i]
 		if f.Type == TypeString {
 			if len(strs) < 2 {
-				return fmt.Errorf("%w: %s:%s string %s missing", ErrCorrupt, d.Provider, d.Name, f.Name)
+				return b, ends, fmt.Errorf("%w: %s:%s string %s missing", ErrCorrupt, d.Provider, d.Name, f.Name)
 			}
+			// The length is read once: the payload may be shared memory
+			// that the producer is changing.
 			n := int(le.Uint16(strs))
 			if len(strs) < 2+n {
-				return fmt.Errorf("%w: %s:%s string %s cut short", ErrCorrupt, d.Provider, d.Name, f.Name)
+				return b, ends, fmt.Errorf("%w: %s:%s string %s cut short", ErrCorrupt, d.Provider, d.Name, f.Name)
 			}
-			fn(f, strconv.Quote(string(strs[2:2+n])))
+			if quote {
+				b = strconv.AppendQuote(b, string(strs[2:2+n]))
+			} else {
+				b = append(b, strs[2:2+n]...)
+			}
+			ends = append(ends, len(b))
 			strs = strs[2+n:]
 			continue
 		}
-		b := fixed[f.Offset : f.Offset+f.Size]
-		var v string
+		v := fixed[f.Offset : f.Offset+f.Size]
 		switch f.Type {
 		case TypeBool:
-			v = strconv.FormatBool(b[0] != 0)
+			b = strconv.AppendBool(b, v[0] != 0)
 		case TypeInt8:
-			v = strconv.FormatInt(int64(int8(b[0])), 10)
+			b = strconv.AppendInt(b, int64(int8(v[0])), 10)
 		case TypeInt16:
-			v = strconv.FormatInt(int64(int16(le.Uint16(b))), 10)
+			b = strconv.AppendInt(b, int64(int16(le.Uint16(v))), 10)
 		case TypeInt32:
-			v = strconv.FormatInt(int64(int32(le.Uint32(b))), 10)
+			b = strconv.AppendInt(b, int64(int32(le.Uint32(v))), 10)
 		case TypeInt64, TypeInt:
-			v = strconv.FormatInt(int64(le.Uint64(b)), 10)
+			b = strconv.AppendInt(b, int64(le.Uint64(v)), 10)
 		case TypeUint8:
-			v = strconv.FormatUint(uint64(b[0]), 10)
+			b = strconv.AppendUint(b, uint64(v[0]), 10)
 		case TypeUint16:
-			v = strconv.FormatUint(uint64(le.Uint16(b)), 10)
+			b = strconv.AppendUint(b, uint64(le.Uint16(v)), 10)
 		case TypeUint32:
-			v = strconv.FormatUint(uint64(le.Uint32(b)), 10)
+			b = strconv.AppendUint(b, uint64(le.Uint32(v)), 10)
 		case TypeUint64, TypeUint:
-			v = strconv.FormatUint(le.Uint64(b), 10)
+			b = strconv.AppendUint(b, le.Uint64(v), 10)
 		case TypeUintptr:
-			v = "0x" + strconv.FormatUint(le.Uint64(b), 16)
+			b = strconv.AppendUint(append(b, "0x"...), le.Uint64(v), 16)
 		case TypeFloat32:
-			v = strconv.FormatFloat(float64(math.Float32frombits(le.Uint32(b))), 'g', -1, 32)
+			b = strconv.AppendFloat(b, float64(math.Float32frombits(le.Uint32(v))), 'g', -1, 32)
 		case TypeFloat64:
-			v = strconv.FormatFloat(math.Float64frombits(le.Uint64(b)), 'g', -1, 64)
+			b = strconv.AppendFloat(b, math.Float64frombits(le.Uint64(v)), 'g', -1, 64)
 		default:
-			return fmt.Errorf("%w: %s:%s field %s has unknown type %q", ErrCorrupt, d.Provider, d.Name, f.Name, f.Type)
+			return b, ends, fmt.Errorf("%w: %s:%s field %s has unknown type %q", ErrCorrupt, d.Provider, d.Name, f.Name, f.Type)
 		}
-		fn(f, v)
+		ends = append(ends, len(b))
 	}
-	return nil
+	return b, ends, nil
 }
