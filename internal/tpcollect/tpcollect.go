@@ -212,17 +212,17 @@ func ParseRingSize(s string) (int, error) {
 // Session collects events from one process. Its methods must not be called
 // concurrently.
 type Session struct {
-	pid      int
-	conn     *net.UnixConn
-	ring     *wire.Ring
-	descs    map[uint32]*wire.Desc
-	names    map[uint32]string // "provider:event" of each described id
+	pid   int
+	conn  *net.UnixConn
+	ring  *wire.Ring
+	descs map[uint32]*wire.Desc
+	names map[uint32]string // "provider:event" of each described id
 
 	// PollRecords' scratch: the values of one event, where each ends, and
 	// the slab its records' fields are cut from.
-	vals []byte
-	ends []int
-	slab []trace.Field
+	vals     []byte
+	ends     []int
+	slab     []trace.Field
 	matched  []Info
 	tids     bool
 	adopted  bool
