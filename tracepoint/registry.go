@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"path"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"weak"
+
+	"github.com/mmiotrace/mmiotrace/internal/tpcollect/wire"
 )
 
 // DefaultPriority is the priority of probes registered without one. Higher
@@ -135,20 +136,9 @@ func compareCore(a, b *core) int {
 	return cmp.Compare(a.name, b.name)
 }
 
-// validName reports whether s is a usable provider, event or field name.
-func validName(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for _, r := range s {
-		switch {
-		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9', r == '_', r == '.', r == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validName reports whether s is a usable provider, event or field name:
+// the collector's rule, since names go into its log unquoted.
+func validName(s string) bool { return wire.ValidName(s) }
 
 // normPattern checks a registration pattern and puts it in canonical form.
 // Patterns use path.Match syntax over "provider:event"; one without ':'
@@ -304,31 +294,4 @@ func (g *registry) publish(c *core, pa *probeArray) {
 		g.retired = slices.DeleteFunc(g.retired, func(w weak.Pointer[probeArray]) bool { return w.Value() == nil })
 	}
 	g.retired = append(g.retired, weak.Make(old))
-}
-
-// Sync waits until no Fire that started before the call is still running
-// probes from an array since replaced: after Unregister(p) and then Sync, p is
-// not running and will not be called through that registration again. This is
-// the kernel's tracepoint_synchronize_unregister.
-//
-// The garbage collector provides the grace period: every Fire keeps the probe
-// array it loaded reachable until its last probe returns, so a retired array
-// that the collector finds unreachable has no Fire left in it. Sync therefore
-// runs garbage collections (runtime.GC) until every array retired before the
-// call is gone; it costs about a collection cycle and never stops the world
-// beyond the collector's own pauses. It blocks for as long as a probe that
-// was running keeps running.
-func Sync() {
-	reg.mu.Lock()
-	pending := reg.retired
-	reg.retired = nil
-	reg.mu.Unlock()
-	for {
-		pending = slices.DeleteFunc(pending, func(w weak.Pointer[probeArray]) bool { return w.Value() == nil })
-		if len(pending) == 0 {
-			raceSyncDone()
-			return
-		}
-		runtime.GC()
-	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mmiotrace/mmiotrace/internal/tpcollect"
+	"github.com/mmiotrace/mmiotrace/trace"
 )
 
 // TracepointCollector moves a Go program's tracepoint events into a
@@ -13,23 +14,38 @@ import (
 // shares with it: no system call per event on either side.
 type TracepointCollector struct {
 	patterns []string
+	opt      tpcollect.Options
 	out      Recorder
 	done     chan struct{}
 	stop     chan struct{}
-	lost     uint64
-	events   uint64
-	err      error
+	res      TracepointResult
 }
 
-// TracepointPoll bounds how long an event waits in the ring before it
-// reaches the log; the ring holds far more than that at the measured rates.
+// TracepointResult is what a TracepointCollector did.
+type TracepointResult struct {
+	Events uint64 // written to the log
+	// Lost counts the events the program dropped because the ring was full:
+	// in discard mode, or in blocking mode those whose goroutine was still
+	// waiting for room when collection stopped. None is dropped silently.
+	Lost uint64
+	// Discard says the ring was in discard mode.
+	Discard bool
+	// Unsynced says the program could not confirm, when collection stopped,
+	// that no event was still being written (see tpcollect.Session.Unsynced).
+	Unsynced bool
+	Err      error
+}
+
+// TracepointPoll is how long the collector sleeps when it finds the ring
+// empty; it bounds how long an event waits before it reaches the log. While
+// events keep coming it drains without sleeping.
 const TracepointPoll = time.Millisecond
 
 // CollectTracepoints starts collecting the tracepoints of process pid that
 // match patterns into out. spawned says the program was just started with
 // tpcollect.EnvValueWait, and may take a while to expose them.
-func CollectTracepoints(pid int, patterns []string, out Recorder, spawned bool) *TracepointCollector {
-	c := &TracepointCollector{patterns: patterns, out: out, done: make(chan struct{}), stop: make(chan struct{})}
+func CollectTracepoints(pid int, patterns []string, out Recorder, spawned bool, opt tpcollect.Options) *TracepointCollector {
+	c := &TracepointCollector{patterns: patterns, opt: opt, out: out, done: make(chan struct{}), stop: make(chan struct{})}
 	go c.run(pid, spawned)
 	return c
 }
@@ -50,46 +66,71 @@ func (c *TracepointCollector) run(pid int, spawned bool) {
 		}
 	}()
 	if err := tpcollect.WaitForSocket(ctx, pid); err != nil {
-		c.err = fmt.Errorf("tracepoints: process %d does not expose them (start it with %s=1 or call tracepoint.Expose()): %v", pid, tpcollect.EnvVar, err)
+		c.res.Err = fmt.Errorf("tracepoints: process %d does not expose them (start it with %s=1 or call tracepoint.Expose()): %v", pid, tpcollect.EnvVar, err)
 		return
 	}
-	s, err := tpcollect.Open(pid, c.patterns)
+	s, err := tpcollect.OpenOptions(pid, c.patterns, c.opt)
 	if err != nil {
-		c.err = err
+		c.res.Err = err
 		return
 	}
 	defer s.Close()
+	c.res.Discard = s.Discarding()
 	tick := time.NewTicker(TracepointPoll)
 	defer tick.Stop()
 	for {
-		if _, err := s.Poll(c.append); err != nil && c.err == nil {
-			c.err = err
-		}
+		n := c.poll(s)
 		select {
 		case <-c.stop:
-			s.Stop() // no event is still on its way after this
-			if _, err := s.Poll(c.append); err != nil && c.err == nil {
-				c.err = err
+			// Stop is bounded (see tpcollect.Session.Stop): Ctrl-C ends the
+			// session in a few seconds at worst, whatever the program does.
+			if err := s.Stop(); err != nil && c.res.Err == nil {
+				c.res.Err = err
 			}
-			c.lost = s.Lost()
+			for c.poll(s) > 0 {
+			}
+			c.res.Lost = s.Lost()
+			c.res.Unsynced = s.Unsynced()
 			return
-		case <-tick.C:
+		default:
+		}
+		if n == 0 || c.res.Err != nil {
+			select {
+			case <-c.stop:
+			case <-tick.C:
+			}
 		}
 	}
 }
 
-func (c *TracepointCollector) append(ev tpcollect.Event) {
-	r := ev.TraceRecord()
-	if err := c.out.Append(&r); err != nil && c.err == nil {
-		c.err = err
+// poll moves the events in the ring now into the log and returns how many.
+func (c *TracepointCollector) poll(s *tpcollect.Session) int {
+	n, err := s.PollRecords(c.append)
+	if err != nil && c.res.Err == nil {
+		c.res.Err = err
 	}
-	c.events++
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
-// Finish drains what is left and returns the events collected, the events
-// the program counted as lost (never dropped silently), and the first error.
-func (c *TracepointCollector) Finish() (events, lost uint64, err error) {
+// append logs one event. After a failed append it goes on draining, so
+// that a program in blocking mode is not held by a log that cannot be
+// written; the session ends with the error.
+func (c *TracepointCollector) append(r *trace.Record) {
+	if err := c.out.Append(r); err != nil {
+		if c.res.Err == nil {
+			c.res.Err = err
+		}
+		return
+	}
+	c.res.Events++
+}
+
+// Finish stops collecting, drains what is left, and reports.
+func (c *TracepointCollector) Finish() TracepointResult {
 	close(c.stop)
 	<-c.done
-	return c.events, c.lost, c.err
+	return c.res
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/mmiotrace/mmiotrace/internal/tpcollect"
@@ -28,7 +29,9 @@ memory as it was); a spawned program receives the signal.
 
 With -e, the program's tracepoints (package tracepoint) that match are
 collected into the same log as TP lines, on the same clock; -e alone traces
-no memory.
+no memory. When the shared ring (--tp-ring, 16M by default) is full, the
+firing goroutine waits for mmiotrace to make room, so no event is lost;
+--tp-discard drops such events instead and reports how many.
 
 Examples:
   mmiotrace record -e 'demo:*' -- ./app                 # tracepoints only
@@ -48,6 +51,8 @@ func runRecord(args []string) int {
 	var events listFlag
 	fs.Var(&events, "e", "collect the tracepoints matching `PROVIDER:EVENT` (globs allowed, repeatable)")
 	tpTIDs := fs.Bool("tp-tids", false, "make a spawned program's tracepoint events carry thread ids (a system call per event)")
+	tpRing := fs.String("tp-ring", "", "size the tracepoint ring `SIZE` bytes (K, M, G suffixes; default 16M)")
+	tpDiscard := fs.Bool("tp-discard", false, "drop tracepoint events that find the ring full, and count them, rather than make the program wait")
 	quiet := fs.Bool("q", false, "no progress line or summary")
 	noPin := fs.Bool("no-pin", false, "do not run the program's threads on the tracer's CPU (slower hits; see docs/RECORD.md)")
 	if code, ok := parse(fs, args); !ok {
@@ -84,6 +89,16 @@ func runRecord(args []string) int {
 			return exitUsage
 		}
 	}
+	var tpOpt tpcollect.Options
+	if *tpRing != "" {
+		n, err := tpcollect.ParseRingSize(*tpRing)
+		if err != nil {
+			errorf("record: --tp-ring: %v", err)
+			return exitUsage
+		}
+		tpOpt.RingSize = n
+	}
+	tpOpt.Discard = *tpDiscard
 	if len(globs) == 0 && len(ranges) == 0 && len(events) == 0 {
 		sel.Globs = tracer.DefaultGlobs
 	}
@@ -94,6 +109,9 @@ func runRecord(args []string) int {
 		env = append(os.Environ(), tpcollect.EnvVar+"="+tpcollect.EnvValueWait(events))
 		if *tpTIDs {
 			env = append(env, tpcollect.EnvTIDs+"=1")
+		}
+		if tpOpt.RingSize > 0 {
+			env = append(env, tpcollect.EnvRingSize+"="+strconv.Itoa(tpOpt.RingSize))
 		}
 	}
 	self, err := os.Executable()
@@ -129,7 +147,7 @@ func runRecord(args []string) int {
 				ui.warn(fmt.Sprintf("marks disabled: %v", err))
 			}
 			if len(events) > 0 {
-				tps = tracer.CollectTracepoints(tracee, events, buf, *pid == 0)
+				tps = tracer.CollectTracepoints(tracee, events, buf, *pid == 0, tpOpt)
 			}
 		},
 	})
@@ -147,13 +165,13 @@ func runRecord(args []string) int {
 	var tpRes tpResult
 	if tps != nil {
 		tpRes.on = true
-		tpRes.events, tpRes.lost, tpRes.err = tps.Finish()
+		tpRes.TracepointResult = tps.Finish()
 	}
 	werr := logOut.finish()
 	if tr.PID() != 0 { // nothing to summarise when it never started
 		ui.summary(tr, globs, *out, res, tpRes)
 	}
-	return exitCode("record", res, runErr, werr, tpRes.err)
+	return exitCode("record", res, runErr, werr, tpRes.Err)
 }
 
 // splitCommas accepts -e 'a:*,b:c' as well as repeated -e.
@@ -167,4 +185,19 @@ func splitCommas(l []string) []string {
 		}
 	}
 	return out
+}
+
+// summary is the tracepoint line of record's summary.
+func (tp tpResult) summary() string {
+	s := fmt.Sprintf("mmiotrace: %d tracepoint events, lost %d", tp.Events, tp.Lost)
+	switch {
+	case tp.Lost > 0 && tp.Discard:
+		s += " (the ring was full: --tp-discard; a larger --tp-ring loses fewer)"
+	case tp.Lost > 0:
+		s += " (still waiting for room in the ring when collection stopped)"
+	}
+	if tp.Unsynced {
+		s += "; the program did not confirm the stop in time: events fired at that moment may be missing"
+	}
+	return s + "\n"
 }

@@ -152,9 +152,8 @@ func human(v float64) string {
 // matched nothing during the whole session.
 // tpResult is what the tracepoint collector did.
 type tpResult struct {
-	on           bool
-	events, lost uint64
-	err          error
+	on bool
+	tracer.TracepointResult
 }
 
 func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res tracer.Result, tp tpResult) {
@@ -184,7 +183,7 @@ func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res trac
 	}
 	b.WriteString("\n")
 	if tp.on {
-		fmt.Fprintf(&b, "mmiotrace: %d tracepoint events, lost %d\n", tp.events, tp.lost)
+		b.WriteString(tp.summary())
 	}
 	if len(stats) > 0 {
 		sort.SliceStable(stats, func(i, j int) bool { return stats[i].ID < stats[j].ID })

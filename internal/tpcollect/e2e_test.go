@@ -247,11 +247,12 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// TestEndToEndLost overflows a one-page ring and checks that the loss is
-// counted exactly: every event fired is either collected or lost.
+// TestEndToEndLost overflows a one-page ring in discard mode, with no one
+// draining it, and checks that the loss is counted exactly: every event
+// fired is either collected or lost.
 func TestEndToEndLost(t *testing.T) {
 	p := startProg(t, "1")
-	s, err := tpcollect.OpenOptions(p.pid(), []string{"e2e:tick"}, tpcollect.Options{RingSize: 4096})
+	s, err := tpcollect.OpenOptions(p.pid(), []string{"e2e:tick"}, tpcollect.Options{RingSize: 4096, Discard: true})
 	if err != nil {
 		t.Fatal(err)
 	}

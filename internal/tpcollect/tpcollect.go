@@ -11,7 +11,6 @@ package tpcollect
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -73,7 +72,7 @@ func List(pid int) ([]Info, error) {
 		return nil, err
 	}
 	defer c.Close()
-	m, _, err := call(c, &wire.Message{Op: wire.OpList}, false)
+	m, _, err := call(c, &wire.Message{Op: wire.OpList}, false, callTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("list tracepoints of %d: %w", pid, err)
 	}
@@ -84,15 +83,23 @@ func List(pid int) ([]Info, error) {
 	return infos, nil
 }
 
+// callTimeout bounds a request's round trip: a program that stopped
+// answering must not hang its collector.
+const callTimeout = 10 * time.Second
+
 // call sends req and reads the reply, with the file descriptor that comes
-// with it when wantFD.
-func call(c *net.UnixConn, req *wire.Message, wantFD bool) (*wire.Message, int, error) {
+// with it when wantFD, within timeout.
+func call(c *net.UnixConn, req *wire.Message, wantFD bool, timeout time.Duration) (*wire.Message, int, error) {
+	c.SetDeadline(time.Now().Add(timeout))
+	defer c.SetDeadline(time.Time{})
 	if err := wire.WriteMessage(c, req, -1); err != nil {
 		return nil, -1, err
 	}
-	var m wire.Message
-	fd, err := wire.ReadMessage(c, &m)
+	m, fd, err := wire.ReadMessage(c, wire.MaxMessage, 0)
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("no reply to %s within %v", req.Op, timeout)
+		}
 		return nil, -1, err
 	}
 	if fd >= 0 && !wantFD {
@@ -111,7 +118,7 @@ func call(c *net.UnixConn, req *wire.Message, wantFD bool) (*wire.Message, int, 
 		}
 		return nil, -1, fmt.Errorf("reply to %s was %q", req.Op, m.Op)
 	}
-	return &m, fd, nil
+	return m, fd, nil
 }
 
 // Field is one payload field of an event.
@@ -166,23 +173,63 @@ type Record struct {
 // Options tune a Session.
 type Options struct {
 	// RingSize is the shared ring's data size in bytes, rounded up to a
-	// power of two of at least 4096; 0 means 4 MiB. Ignored when the program
-	// already started a ring from EnvVar.
+	// power of two of at least 4096; 0 means 16 MiB. Ignored when the
+	// program already started a ring from EnvVar (EnvRingSize sizes that
+	// one).
 	RingSize int
+	// Discard makes the program drop events that find the ring full, and
+	// count them (Session.Lost), rather than make the firing goroutine wait
+	// until the collector has made room, which is the default.
+	Discard bool
+}
+
+// EnvRingSize, in a program's environment, sizes the ring it starts at
+// init from EnvVar, in bytes.
+const EnvRingSize = wire.EnvRingSize
+
+// ParseRingSize reads a ring size as a user writes it: bytes, or a number
+// with a K, M or G suffix (powers of 1024), such as 64M. The ring uses the
+// next power of two, at least 4 KiB and at most 1 GiB.
+func ParseRingSize(s string) (int, error) {
+	num, mul := s, 1
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			num, mul = s[:n-1], 1<<10
+		case 'm', 'M':
+			num, mul = s[:n-1], 1<<20
+		case 'g', 'G':
+			num, mul = s[:n-1], 1<<30
+		}
+	}
+	v, err := strconv.ParseUint(num, 10, 32)
+	if err != nil || v == 0 || v*uint64(mul) > wire.MaxRingSize {
+		return 0, fmt.Errorf("bad ring size %q: want bytes or a number with K, M or G, from 4K to 1G", s)
+	}
+	return wire.RoundRingSize(int(v) * mul), nil
 }
 
 // Session collects events from one process. Its methods must not be called
 // concurrently.
 type Session struct {
-	pid     int
-	conn    *net.UnixConn
-	ring    *wire.Ring
-	descs   map[uint32]*wire.Desc
-	matched []Info
-	tids    bool
-	adopted bool
-	stopped bool
-	closed  bool
+	pid   int
+	conn  *net.UnixConn
+	ring  *wire.Ring
+	descs map[uint32]*wire.Desc
+	names map[uint32]string // "provider:event" of each described id
+
+	// PollRecords' scratch: the values of one event, where each ends, and
+	// the slab its records' fields are cut from.
+	vals     []byte
+	ends     []int
+	slab     []trace.Field
+	matched  []Info
+	tids     bool
+	adopted  bool
+	discard  bool
+	stopped  bool
+	unsynced bool
+	closed   bool
 }
 
 // Open connects to process pid and enables the tracepoints matching patterns
@@ -205,7 +252,7 @@ func OpenOptions(pid int, patterns []string, opt Options) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, fd, err := call(c, &wire.Message{Op: wire.OpEnable, Patterns: patterns, RingSize: opt.RingSize}, true)
+	m, fd, err := call(c, &wire.Message{Op: wire.OpEnable, Patterns: patterns, RingSize: opt.RingSize, Discard: opt.Discard}, true, callTimeout)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("enable tracepoints %s in %d: %w", strings.Join(patterns, ","), pid, err)
@@ -220,13 +267,9 @@ func OpenOptions(pid int, patterns []string, opt Options) (*Session, error) {
 		c.Close()
 		return nil, fmt.Errorf("enable tracepoints in %d: %w", pid, err)
 	}
-	s := &Session{pid: pid, conn: c, ring: ring, descs: make(map[uint32]*wire.Desc), tids: m.TIDs, adopted: m.Adopted}
+	s := &Session{pid: pid, conn: c, ring: ring, descs: make(map[uint32]*wire.Desc), names: make(map[uint32]string), tids: m.TIDs, adopted: m.Adopted, discard: m.Discard}
 	for i := range m.Tracepoints {
-		d := &m.Tracepoints[i]
-		if err := d.Validate(); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("enable tracepoints in %d: %w", pid, err)
-		}
+		d := &m.Tracepoints[i] // validated by wire.DecodeMessage
 		s.descs[d.ID] = d
 		s.matched = append(s.matched, infoOf(d))
 	}
@@ -258,6 +301,13 @@ func (s *Session) ThreadIDs() bool { return s.tids }
 // from EnvVar at init.
 func (s *Session) Adopted() bool { return s.adopted }
 
+// RingSize returns the shared ring's data size in bytes.
+func (s *Session) RingSize() int { return s.ring.Size() }
+
+// Discarding reports whether the program drops events that find the ring
+// full (Options.Discard) rather than wait for room.
+func (s *Session) Discarding() bool { return s.discard }
+
 // PollRaw hands the events available now to fn without decoding them, and
 // returns how many. It does not block and makes no system call unless it
 // meets an event of a tracepoint it has not seen described.
@@ -272,15 +322,13 @@ func (s *Session) PollRaw(fn func(Record)) (int, error) {
 			return err
 		}
 		if h.ID == wire.MetaID {
-			var d wire.Desc
-			if err := json.Unmarshal(payload, &d); err != nil {
-				return fmt.Errorf("%w: metadata record: %v", wire.ErrCorrupt, err)
-			}
-			if err := d.Validate(); err != nil {
-				return err
+			d, err := wire.ParseDesc(payload)
+			if err != nil {
+				return fmt.Errorf("metadata record: %w", err)
 			}
 			if d.ID != wire.MetaID {
-				s.descs[d.ID] = &d
+				s.descs[d.ID] = d
+				delete(s.names, d.ID)
 			}
 			return nil
 		}
@@ -316,6 +364,60 @@ func (s *Session) Poll(fn func(Event)) (int, error) {
 	return n, err
 }
 
+// PollRecords hands the events available now to fn as trace records of kind
+// TP, exactly as Event.TraceRecord makes them, and returns how many. It is
+// the fast path of `mmiotrace record -e`: it decodes straight into the
+// record, with one allocation per event (its field values, as one string)
+// and a share of a slab of fields. fn may keep the record's Text and Fields.
+func (s *Session) PollRecords(fn func(*trace.Record)) (int, error) {
+	var derr error
+	var rec trace.Record
+	n, err := s.PollRaw(func(r Record) {
+		if derr != nil {
+			return
+		}
+		d := s.describe(r.ID)
+		if d == nil {
+			ev, _ := s.Decode(r) // the "?" form
+			rec = ev.TraceRecord()
+			fn(&rec)
+			return
+		}
+		s.vals, s.ends, derr = wire.AppendValues(d, r.Payload, s.vals[:0], s.ends[:0])
+		if derr != nil {
+			derr = fmt.Errorf("decode %s:%s event: %w", d.Provider, d.Name, derr)
+			return
+		}
+		if len(s.slab) < len(d.Fields) {
+			s.slab = make([]trace.Field, max(1024, len(d.Fields)))
+		}
+		fs := s.slab[:len(d.Fields):len(d.Fields)]
+		s.slab = s.slab[len(d.Fields):]
+		vals := string(s.vals)
+		start := 0
+		for i, end := range s.ends {
+			fs[i] = trace.Field{Name: d.Fields[i].Name, Value: vals[start:end]}
+			start = end
+		}
+		rec = trace.Record{Kind: trace.KindEvent, Time: r.Time, TID: int32(r.TID), Text: s.fullName(r.ID, d), Fields: fs}
+		fn(&rec)
+	})
+	if err == nil {
+		err = derr
+	}
+	return n, err
+}
+
+// fullName returns "provider:event" for tracepoint id, made once.
+func (s *Session) fullName(id uint32, d *wire.Desc) string {
+	name, ok := s.names[id]
+	if !ok {
+		name = d.Provider + ":" + d.Name
+		s.names[id] = name
+	}
+	return name
+}
+
 // Decode turns a record into an event. A record of a tracepoint that can no
 // longer be described (its metadata was lost and the process is gone) decodes
 // to provider "?" with the payload in hex, rather than being dropped.
@@ -347,8 +449,8 @@ func (s *Session) describe(id uint32) *wire.Desc {
 	if s.conn == nil {
 		return nil
 	}
-	m, _, err := call(s.conn, &wire.Message{Op: wire.OpDescribe, ID: id}, false)
-	if err != nil || len(m.Tracepoints) != 1 || m.Tracepoints[0].Validate() != nil {
+	m, _, err := call(s.conn, &wire.Message{Op: wire.OpDescribe, ID: id}, false, callTimeout)
+	if err != nil || len(m.Tracepoints) != 1 || m.Tracepoints[0].ID != id {
 		return nil
 	}
 	d := &m.Tracepoints[0]
@@ -366,22 +468,35 @@ func (s *Session) Lost() uint64 {
 }
 
 // Stop disables the session's tracepoints in the program and waits until no
-// event can still be on its way into the ring; a Poll after Stop then
-// drains everything that was collected. Stopping a program that has exited
-// succeeds: nothing more can come.
+// event can still be on its way into the ring; Poll after Stop, until it
+// returns 0, then drains everything that was collected. Goroutines waiting
+// for room in the ring (blocking mode) give up, counting their events lost.
+// Stopping a program that has exited succeeds: nothing more can come.
+//
+// Stop takes at most a few seconds: the program bounds its wait for events
+// in flight (wire.StopSyncTimeout) and says when it gave up (Unsynced), and
+// a program that does not answer at all is an error.
 func (s *Session) Stop() error {
 	if s.stopped || s.closed {
 		return nil
 	}
 	s.stopped = true
-	if _, _, err := call(s.conn, &wire.Message{Op: wire.OpStop}, false); err != nil {
+	m, _, err := call(s.conn, &wire.Message{Op: wire.OpStop}, false, wire.StopSyncTimeout+3*time.Second)
+	if err != nil {
 		if processGone(s.pid) {
 			return nil
 		}
 		return fmt.Errorf("stop collecting tracepoints of %d: %w", s.pid, err)
 	}
+	s.unsynced = m.Unsynced
 	return nil
 }
+
+// Unsynced reports that, at Stop, the program could not make sure within
+// its bound that no event was still being written: the last drain may miss
+// the few events fired at that moment (they are neither collected nor
+// counted as lost).
+func (s *Session) Unsynced() bool { return s.unsynced }
 
 // Close ends the session: it disconnects, which disables the session's
 // tracepoints in the program, and unmaps the ring. Events not yet polled are

@@ -1,14 +1,10 @@
 package wire
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // The ring lives in a sealed memfd: one header page, then the data area of
@@ -24,8 +20,9 @@ import (
 // size into its first word. The one consumer reads the record at tail once
 // that word is non-zero, zeroes the whole record (so stale bytes never look
 // like a committed size later), and advances tail. A producer that finds no
-// room counts the event in lost and drops it: nothing blocks, nothing is
-// silently missing.
+// room either waits for the consumer (blocking mode, FlagBlocking) or counts
+// the event in lost and drops it (discard mode): nothing is ever silently
+// missing.
 const (
 	HeaderSize = 4096
 
@@ -44,8 +41,21 @@ const (
 	// MinRingSize and MaxRingSize bound the data area.
 	MinRingSize = 4096
 	MaxRingSize = 1 << 30
-	// DefaultRingSize is used when a collector asks for size 0.
-	DefaultRingSize = 4 << 20
+	// DefaultRingSize is used when a collector asks for size 0. It holds
+	// about 500,000 small events (32 bytes each): with a consumer that
+	// drains as described in docs/TRACEPOINTS.md, room for bursts of tens
+	// of milliseconds before producers must wait.
+	DefaultRingSize = 16 << 20
+)
+
+// Flags in the ring header, set by the producer.
+const (
+	// FlagTIDs means records carry real thread ids.
+	FlagTIDs = 1 << 0
+	// FlagBlocking means a producer that finds the ring full waits for the
+	// consumer to make room, for as long as the collector stays connected;
+	// without it, the event is dropped and counted in lost.
+	FlagBlocking = 1 << 1
 )
 
 // Record layout, little-endian, 8-byte aligned, Size including padding:
@@ -63,8 +73,9 @@ const (
 	MetaID = 0
 )
 
-// ErrCorrupt reports a ring whose contents break the format.
-var ErrCorrupt = errors.New("tracepoint ring corrupt")
+// ErrCorrupt reports data from the other side that breaks the format: a
+// ring, record or tracepoint description.
+var ErrCorrupt = errors.New("corrupt tracepoint data")
 
 // Ring is one side's mapping of a shared ring.
 type Ring struct {
@@ -92,113 +103,6 @@ func RoundRingSize(n int) int {
 	return s
 }
 
-// CreateRing makes a sealed memfd holding a ring of RoundRingSize(size)
-// bytes and maps it. The caller passes the returned file to the consumer and
-// may close it afterwards; the mapping stays valid until Close.
-func CreateRing(size int) (*Ring, *os.File, error) {
-	size = RoundRingSize(size)
-	fd, err := unix.MemfdCreate("mmiotrace-tracepoints", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
-	if err != nil {
-		return nil, nil, fmt.Errorf("memfd_create: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "mmiotrace-tracepoints")
-	if err := f.Truncate(int64(HeaderSize + size)); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("size ring memfd: %w", err)
-	}
-	// Seal the size: a consumer mapping the file can then never be hit by
-	// SIGBUS because the producer shrank it.
-	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_SEAL); err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("seal ring memfd: %w", err)
-	}
-	r, err := mapRing(int(f.Fd()), uint64(size))
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	binary.LittleEndian.PutUint64(r.header(offMagic, 8), Magic)
-	binary.LittleEndian.PutUint32(r.header(offVersion, 4), Version)
-	binary.LittleEndian.PutUint64(r.header(offSize, 8), uint64(size))
-	return r, f, nil
-}
-
-// OpenRing maps the ring in fd, which must hold exactly size data bytes and
-// be sealed against shrinking. The consumer uses it: the producer is another,
-// untrusted process, so everything it could have changed is checked.
-func OpenRing(fd int, size int) (*Ring, error) {
-	if size < MinRingSize || size > MaxRingSize || size&(size-1) != 0 {
-		return nil, fmt.Errorf("%w: bad ring size %d", ErrCorrupt, size)
-	}
-	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
-	if err != nil {
-		return nil, fmt.Errorf("ring memfd seals: %w", err)
-	}
-	if seals&unix.F_SEAL_SHRINK == 0 {
-		return nil, fmt.Errorf("%w: ring memfd not sealed against shrinking", ErrCorrupt)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("ring memfd stat: %w", err)
-	}
-	if st.Size != int64(HeaderSize+size) {
-		return nil, fmt.Errorf("%w: ring memfd holds %d bytes, want %d", ErrCorrupt, st.Size, HeaderSize+size)
-	}
-	r, err := mapRing(fd, uint64(size))
-	if err != nil {
-		return nil, err
-	}
-	if binary.LittleEndian.Uint64(r.header(offMagic, 8)) != Magic ||
-		binary.LittleEndian.Uint32(r.header(offVersion, 4)) != Version ||
-		binary.LittleEndian.Uint64(r.header(offSize, 8)) != uint64(size) {
-		r.Close()
-		return nil, fmt.Errorf("%w: bad ring header", ErrCorrupt)
-	}
-	r.tail = r.word(offTail).Load()
-	return r, nil
-}
-
-// mapRing reserves one range for header, data and mirror, then maps the file
-// over it twice: [header|data] and then [data] again. Both mappings are
-// populated up front (MAP_POPULATE): otherwise the first pass of producers
-// through the ring takes a page fault every 4 KiB, inside Fire.
-func mapRing(fd int, size uint64) (*Ring, error) {
-	total := uintptr(HeaderSize + 2*size)
-	base, err := unix.MmapPtr(-1, 0, nil, total, unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
-	if err != nil {
-		return nil, fmt.Errorf("reserve ring address range: %w", err)
-	}
-	if _, err := unix.MmapPtr(fd, 0, base, uintptr(HeaderSize+size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED|unix.MAP_POPULATE); err != nil {
-		unix.MunmapPtr(base, total)
-		return nil, fmt.Errorf("map ring: %w", err)
-	}
-	mirror := unsafe.Add(base, HeaderSize+size)
-	if _, err := unix.MmapPtr(fd, HeaderSize, mirror, uintptr(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED|unix.MAP_POPULATE); err != nil {
-		unix.MunmapPtr(base, total)
-		return nil, fmt.Errorf("map ring mirror: %w", err)
-	}
-	return &Ring{
-		base: base,
-		mlen: total,
-		data: unsafe.Slice((*byte)(unsafe.Add(base, HeaderSize)), 2*size),
-		size: size,
-		hdr:  base,
-	}, nil
-}
-
-// Close unmaps the ring. The caller guarantees nothing still uses it.
-func (r *Ring) Close() error {
-	if r.base == nil {
-		return nil
-	}
-	err := unix.MunmapPtr(r.base, r.mlen)
-	r.base, r.data, r.hdr = nil, nil, nil
-	if err != nil {
-		return fmt.Errorf("unmap ring: %w", err)
-	}
-	return nil
-}
-
 // Size returns the data area's size in bytes.
 func (r *Ring) Size() int { return int(r.size) }
 
@@ -216,23 +120,25 @@ func (r *Ring) SetFlags(f uint64) { r.word(offFlags).Store(f) }
 // Flags returns the header's flags.
 func (r *Ring) Flags() uint64 { return r.word(offFlags).Load() }
 
-// FlagTIDs means records carry real thread ids.
-const FlagTIDs = 1
-
 // Lost returns how many events producers dropped because the ring was full.
 func (r *Ring) Lost() uint64 { return r.word(offLost).Load() }
 
-// Reserve claims n bytes (a multiple of 8, at least RecordHeader) for one
-// record and returns its position and memory. It fails, counting the event as
-// lost, when the ring has no room. It never blocks and takes no lock.
-func (r *Ring) Reserve(n uint32) (pos uint64, rec []byte, ok bool) {
+// AddLost counts n events dropped by a producer.
+func (r *Ring) AddLost(n uint64) { r.word(offLost).Add(n) }
+
+// Fits reports whether a record of n bytes can ever fit in the ring.
+func (r *Ring) Fits(n uint32) bool { return uint64(n) <= r.size }
+
+// TryReserve claims n bytes (a multiple of 8, at least RecordHeader) for one
+// record and returns its position and memory, or ok=false when the ring has
+// no room now. It never blocks and takes no lock.
+func (r *Ring) TryReserve(n uint32) (pos uint64, rec []byte, ok bool) {
 	head, tail := r.word(offHead), r.word(offTail)
 	for {
 		h := head.Load()
 		// tail only grows, so a stale value can only make the room look
 		// smaller, never larger: the check is safe without a lock.
 		if h+uint64(n)-tail.Load() > r.size {
-			r.word(offLost).Add(1)
 			return 0, nil, false
 		}
 		if head.CompareAndSwap(h, h+uint64(n)) {
@@ -252,8 +158,15 @@ func (r *Ring) Commit(pos uint64, n uint32) {
 // Consume hands the committed records at the tail to fn, in order, stopping
 // at the first record not yet committed or after about one ring's worth of
 // bytes, so a producer faster than the consumer cannot keep it looping. Each
-// record slice is valid only during its call. Consumed records are zeroed
-// and the tail advanced before Consume returns.
+// record slice is valid only during its call, and lies in memory the
+// producer can still change: fn must read each field once, and copy what it
+// parses as a whole. Consumed records are zeroed and the tail advanced
+// before Consume returns.
+//
+// The producer is another, untrusted process that can write anything
+// anywhere in the ring at any time: every size and position read from it is
+// checked before use, and a ring that breaks the format is an ErrCorrupt
+// error, never a fault.
 func (r *Ring) Consume(fn func(rec []byte) error) (n int, err error) {
 	start := r.tail
 	published := start
@@ -291,8 +204,9 @@ func (r *Ring) Consume(fn func(rec []byte) error) (n int, err error) {
 		if ferr != nil {
 			return n, ferr
 		}
-		// Free room now and then during a long drain.
-		if r.tail-published >= r.size/8 {
+		// Free room now and then during a long drain, so that producers
+		// waiting for room (blocking mode) go on before the drain ends.
+		if r.tail-published >= r.size/16 {
 			publish()
 		}
 	}

@@ -149,6 +149,14 @@ type Message struct {
 	Tracepoints []Desc   `json:"tracepoints,omitempty"`
 	TIDs        bool     `json:"tids,omitempty"` // records carry thread ids
 	Adopted     bool     `json:"adopted,omitempty"`
+	// Discard, in an enable request, asks that events finding the ring full
+	// be dropped and counted rather than make the firing goroutine wait;
+	// the reply says which mode the ring is in.
+	Discard bool `json:"discard,omitempty"`
+	// Unsynced, in a stop reply, says the program could not make sure
+	// within StopSyncTimeout that no event was still being written: the
+	// last drain may miss the few events fired at that moment.
+	Unsynced bool `json:"unsynced,omitempty"`
 }
 
 // Operations on the control socket.
@@ -156,18 +164,57 @@ const (
 	// OpList asks for every live tracepoint (reply: Tracepoints).
 	OpList = "list"
 	// OpEnable asks to record Patterns into a new ring of RingSize bytes
-	// (0: the default), or into the ring started at init by EnvVar. The reply
-	// carries the ring's memfd as SCM_RIGHTS, its RingSize, and the
-	// tracepoints matched now. One connection has at most one ring; it is
-	// torn down when the connection closes.
+	// (0: the default), or into the ring started at init by EnvVar, in
+	// blocking mode unless Discard. The reply carries the ring's memfd as
+	// SCM_RIGHTS, its RingSize, and the tracepoints matched now. One
+	// connection has at most one ring; when the connection closes, the
+	// probes are detached and the ring is unmapped.
 	OpEnable = "enable"
 	// OpDescribe asks for the tracepoint with ID (reply: Tracepoints[0]).
 	OpDescribe = "describe"
 	// OpStop detaches the connection's probes and waits until no writer
 	// can still be inside the ring, so that one last drain sees everything.
+	// A writer waiting for room (blocking mode) gives up, counting its event
+	// lost. The wait is bounded by StopSyncTimeout (reply: Unsynced).
 	OpStop = "stop"
 )
 
-// MaxMessage bounds one control frame, so a peer cannot make the other side
-// allocate without limit.
-const MaxMessage = 16 << 20
+// Limits the program puts on its control socket.
+const (
+	// MaxConns bounds the connections a program serves at once; more are
+	// told so and closed.
+	MaxConns = 16
+	// MaxSessions bounds the rings (collecting connections) at once.
+	MaxSessions = 4
+	// IdleTimeout drops a connection that has not started collecting and
+	// sends nothing for that long.
+	IdleTimeout = 10 * time.Second
+	// FrameTimeout is how long the rest of a frame may take once its first
+	// byte has arrived.
+	FrameTimeout = 5 * time.Second
+	// StopSyncTimeout bounds the program's wait, on OpStop, for writers
+	// still inside the ring.
+	StopSyncTimeout = 2 * time.Second
+)
+
+// EnvRingSize, in a program's environment, sizes the ring started at init
+// from EnvVar, in bytes (decimal; rounded as RoundRingSize does). `mmiotrace
+// record --tp-ring` sets it for programs it starts.
+const EnvRingSize = "MMIOTRACE_TRACEPOINT_RING"
+
+// ValidName reports whether s is a usable provider, event or field name:
+// 1 to 128 letters, digits, '_', '.' and '-'. A collector relies on it: names
+// go into its log unquoted.
+func ValidName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,3 +1,5 @@
+//go:build unix
+
 package wire
 
 import (
@@ -5,6 +7,7 @@ import (
 	"syscall"
 )
 
+// fileOwner returns the uid that owns the file fi describes.
 func fileOwner(fi os.FileInfo) (int, bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
