@@ -101,6 +101,7 @@ func (t *Tracer) loop() error {
 				continue
 			}
 			s = stop{tid, ws}
+			t.takeReady()
 		}
 		handle := t.handle
 		if t.passthrough {
@@ -111,6 +112,24 @@ func (t *Tracer) loop() error {
 		}
 	}
 	return nil
+}
+
+// takeReady queues every other report that is ready, so that the loop
+// handles the threads stopped now in turn before it waits again. wait4
+// scans tracees in a fixed order (the latest attached first): taking one
+// report per wait, a thread late in that order would wait as long as
+// earlier ones keep stopping, and an attached program's main thread was
+// starved for tens of seconds by 64 busy threads.
+func (t *Tracer) takeReady() {
+	for {
+		tid, ws, err := ptrace.WaitAny(true)
+		if err != nil || tid <= 0 {
+			return
+		}
+		if !t.wakerReport(tid, ws) {
+			t.queueStop(tid, ws)
+		}
+	}
 }
 
 // failure returns the error that ends the session as a tracer failure: one
