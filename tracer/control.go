@@ -3,7 +3,6 @@ package tracer
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -13,12 +12,6 @@ import (
 
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
 )
-
-// WakerArg is the argument with which mmiotrace re-executes itself as the
-// waker: a child that exits when its stdin closes. The tracer blocks in
-// wait4 for its tracees; closing the pipe makes wait4 return, which is how
-// a cancellation reaches the tracer thread without signalling the program.
-const WakerArg = "__mmiotrace_waker"
 
 // RunHelper runs the helper process mmiotrace re-executes itself as (the
 // seccomp shim or the waker), when args (os.Args) ask for one. main must call
@@ -32,36 +25,9 @@ func RunHelper(args []string) (code int, handled bool) {
 	case ptrace.ShimArg:
 		return ptrace.RunShim(args[2:]), true
 	case WakerArg:
-		io.Copy(io.Discard, os.Stdin)
-		return 0, true
+		return runWaker(), true
 	}
 	return 0, false
-}
-
-func (t *Tracer) startWaker() error {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("waker: %w", err)
-	}
-	defer r.Close()
-	p, err := os.StartProcess(t.cfg.Self, []string{t.cfg.Self, WakerArg}, &os.ProcAttr{Files: []*os.File{r, nil, os.Stderr}})
-	if err != nil {
-		w.Close()
-		return fmt.Errorf("start waker %s: %w", t.cfg.Self, err)
-	}
-	t.waker, t.wakePipe = p, w
-	return nil
-}
-
-// wake makes the tracer's wait4 return. Safe from any goroutine.
-func (t *Tracer) wake() { t.wakeOnce.Do(func() { t.wakePipe.Close() }) }
-
-func (t *Tracer) stopWaker() {
-	t.wake()
-	if t.waker != nil {
-		t.waker.Wait()
-		t.waker = nil
-	}
 }
 
 // spawn starts the command under the seccomp shim and prepares its image.
@@ -138,6 +104,7 @@ func (t *Tracer) attach() error {
 	}
 	if t.pinned {
 		unix.SchedGetaffinity(pid, &t.leaderMask)
+		t.waker.send(fmt.Sprintf(wakerProc, pid, formatMask(&t.leaderMask)))
 		for _, o := range t.threads {
 			t.pinThread(o)
 		}
@@ -182,10 +149,18 @@ func tasks(pid int) ([]int, error) {
 	return out, nil
 }
 
-// releaseAll detaches from threads seized before anything was armed.
+// releaseAll detaches from threads seized before anything was armed, each
+// with the signal it stopped for, if any.
 func (t *Tracer) releaseAll() {
+	sigs := map[int]int{}
+	for _, s := range t.queue {
+		if s.ws.Stopped() && ptrace.Event(s.ws) == 0 && !ptrace.IsSyscallStop(s.ws) {
+			sigs[s.tid] = int(s.ws.StopSignal())
+		}
+	}
+	t.queue = nil
 	for tid := range t.threads {
-		ptrace.Detach(tid, 0)
+		ptrace.Detach(tid, sigs[tid])
 	}
 	t.threads = map[int]*thread{}
 }
@@ -203,49 +178,47 @@ func (t *Tracer) anyHeld() *thread {
 }
 
 // stopOthers stops every running thread but except (nil: all), with
-// PTRACE_INTERRUPT, and waits until each is stopped. A thread may report a
-// different stop first (a signal, a fault, a syscall); that stop is queued
-// for the loop, and the thread, which is stopped, counts as held. The
-// interrupt still pending for it then gives one extra stop later, which the
-// loop resumes.
+// PTRACE_INTERRUPT, and waits until each is stopped (see collect). A
+// thread may report a different stop first (a signal, a fault, a syscall);
+// that stop is queued for the loop, and the thread, which is stopped,
+// counts as held. So is a new thread's first stop, which the loop has
+// work to do at. A group-stop (the program stopped by SIGSTOP or Ctrl-Z)
+// serves as the interrupt's stop: the thread is held, and remembered as
+// stopped by job control, to be kept stopped when the tracer lets it go.
+// (The kernel clears a pending interrupt at any stop; one that comes on top
+// of a stop already reported gives one more stop later, which the loop
+// resumes.)
+//
+// After Force it returns errForced, with the threads that did not stop in
+// time still running.
 func (t *Tracer) stopOthers(except *thread) error {
-	var waiting []*thread
+	waiting := map[int]*thread{}
 	for _, o := range t.threads {
 		if o == except || o.held || o.queued {
 			continue
 		}
 		if err := ptrace.Interrupt(o.tid); err != nil {
 			if errors.Is(err, syscall.ESRCH) {
-				continue
+				continue // exiting: its end is reported to the loop
 			}
 			return err
 		}
-		waiting = append(waiting, o)
+		waiting[o.tid] = o
 	}
-	for _, o := range waiting {
-		for {
-			_, ws, err := ptrace.Wait(o.tid, false)
-			if err != nil {
-				break // gone and reaped
-			}
-			if ws.Exited() || ws.Signaled() {
-				t.queue = append(t.queue, stop{o.tid, ws})
-				o.queued = true
-				break
-			}
-			if !ws.Stopped() {
-				continue
-			}
+	got, err := t.collect(waiting)
+	for tid, ws := range got {
+		o := waiting[tid]
+		switch {
+		case !ws.Stopped():
+			t.queueStop(tid, ws)
+		case ptrace.Event(ws) == unix.PTRACE_EVENT_STOP && !o.fresh:
 			o.held = true
-			if ptrace.Event(ws) == unix.PTRACE_EVENT_STOP && ws.StopSignal() == unix.SIGTRAP {
-				break
-			}
-			t.queue = append(t.queue, stop{o.tid, ws})
-			o.queued = true
-			break
+			o.jobStopped = ptrace.IsStopSignal(ws.StopSignal())
+		default:
+			t.queueStop(tid, ws)
 		}
 	}
-	return nil
+	return err
 }
 
 // resumeOthers resumes the threads stopOthers held, except those whose
@@ -264,54 +237,17 @@ func (t *Tracer) resumeOthers() error {
 // detachAll ends tracing of a live attached program: it stops every thread,
 // restores every armed page, and detaches each thread with the signal it
 // was to receive, except the tracer's own faults on armed pages, which the
-// thread simply re-executes once the page is restored.
+// thread simply re-executes once the page is restored. A thread held in a
+// group-stop stays stopped: the kernel puts it back into the group-stop at
+// detach. After Force, threads that did not stop in time stay attached
+// (the kernel releases them when mmiotrace exits); the pages are restored
+// through a thread that did stop, if any.
 func (t *Tracer) detachAll() error {
-	if err := t.stopOthers(nil); err != nil {
-		return err
-	}
-	sigs := map[int]int{}
-	queued := map[int]bool{}
-	var rest []stop
-	for _, s := range t.queue {
-		th := t.threads[s.tid]
-		if th == nil || !s.ws.Stopped() {
-			rest = append(rest, s)
-			continue
-		}
-		queued[s.tid] = true
-		if ptrace.Event(s.ws) == 0 && !ptrace.IsSyscallStop(s.ws) {
-			if sig := int(s.ws.StopSignal()); !t.ownSignal(s.tid, sig) {
-				sigs[s.tid] = sig
-			}
-		}
-		th.queued = false
-		th.held = true
-	}
-	t.queue = rest
-	// A thread that faulted on an armed page, or hit one of our int3s,
-	// just before its interrupt stop still has the SIGSEGV or SIGTRAP
-	// pending (the kernel reports the interrupt first). Detached, it would
-	// die of it: take the signal now.
-	for tid, th := range t.threads {
-		if th.held && !queued[tid] && ownSignalPending(t.pid, tid) {
-			if sig := t.takeSignal(tid); sig != 0 {
-				sigs[tid] = sig
-			}
-		}
-	}
-	var first error
-	if th := t.anyHeld(); th != nil && t.engine != nil {
-		t.injTID = th.tid
-		first = t.engine.DisarmAll()
-	}
-	if err := t.clearWatches(); err != nil && first == nil {
-		first = err
-	}
+	sigs, first := t.quiesce()
 	for tid, th := range t.threads {
 		if !th.held {
 			continue
 		}
-		t.unpinThread(th)
 		sig := sigs[tid]
 		if sig == 0 && len(th.sigs) > 0 {
 			sig = th.sigs[0]
@@ -320,60 +256,184 @@ func (t *Tracer) detachAll() error {
 			first = err
 		}
 	}
-	for tid := range t.foreign {
-		ptrace.Interrupt(tid)
-		ptrace.Wait(tid, false)
-		ptrace.Detach(tid, 0)
+	// Child processes (fork children before their first stop, vfork
+	// children until they exec) and tracees not yet announced: stopped
+	// ones are detached with the signal they stopped for; running ones
+	// are stopped first.
+	sigOf := map[int]int{}
+	for _, s := range t.queue {
+		if s.ws.Stopped() {
+			sigOf[s.tid] = 0
+			if ptrace.Event(s.ws) == 0 && !ptrace.IsSyscallStop(s.ws) {
+				sigOf[s.tid] = int(s.ws.StopSignal())
+			}
+		}
 	}
-	for tid := range t.early { // stopped, not yet announced
-		ptrace.Detach(tid, 0)
+	t.queue = nil
+	for tid := range t.early {
+		sigOf[tid] = 0
+	}
+	waiting := map[int]*thread{}
+	for tid := range t.foreign {
+		if _, stopped := sigOf[tid]; !stopped && ptrace.Interrupt(tid) == nil {
+			waiting[tid] = &thread{tid: tid}
+		}
+	}
+	got, _ := t.collect(waiting)
+	for tid, ws := range got {
+		if ws.Stopped() {
+			sigOf[tid] = 0
+		}
+	}
+	for tid, sig := range sigOf {
+		if t.threads[tid] == nil {
+			ptrace.Detach(tid, sig)
+		}
 	}
 	t.threads = map[int]*thread{}
 	t.foreign = map[int]bool{}
+	t.early = map[int]unix.WaitStatus{}
 	t.result = Result{ExitCode: -1, Detached: true}
 	return first
 }
 
+// quiesce stops every thread of the program and takes away everything the
+// tracer put in it: armed pages, watches, the pinning to the tracer's CPU.
+// It returns the signal each held thread is to receive when it goes on
+// (none for the tracer's own faults on armed pages, which the thread
+// re-executes), and the first error. Threads that would not stop (after
+// Force) are unpinned but otherwise left as they are.
+func (t *Tracer) quiesce() (map[int]int, error) {
+	t.use(t.root)
+	sigs := map[int]int{}
+	queued := map[int]bool{}
+	var first error
+	// Stop every thread, and take over the stops queued for the loop:
+	// new threads announced there are stopped in turn.
+	for again := true; again; {
+		again = false
+		if err := t.stopOthers(nil); err != nil && first == nil {
+			first = err
+		}
+		pending := t.queue
+		t.queue = nil
+		var rest []stop
+		for _, s := range pending {
+			th := t.threads[s.tid]
+			if th == nil || !s.ws.Stopped() {
+				rest = append(rest, s)
+				continue
+			}
+			queued[s.tid] = true
+			th.queued, th.held = false, true
+			switch ev := ptrace.Event(s.ws); {
+			case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
+				if msg, err := ptrace.GetEventMsg(s.tid); err == nil {
+					t.adopt(int(msg), ev)
+					again = again || ev == unix.PTRACE_EVENT_CLONE
+				}
+			case ev == unix.PTRACE_EVENT_EXEC:
+				// The old image is gone with everything armed in it,
+				// and nothing is armed in the new one yet.
+				if err := t.forgetImage(th); err != nil && first == nil {
+					first = err
+				}
+			case ev == unix.PTRACE_EVENT_STOP:
+				th.jobStopped = ptrace.IsStopSignal(s.ws.StopSignal())
+			case ev == 0 && !ptrace.IsSyscallStop(s.ws):
+				if sig := int(s.ws.StopSignal()); !t.ownSignal(s.tid, sig) {
+					sigs[s.tid] = sig
+				}
+			}
+		}
+		t.queue = append(rest, t.queue...)
+	}
+	// A thread that faulted on an armed page, or hit one of our int3s,
+	// just before its interrupt stop (or its group-stop) still has the
+	// SIGSEGV or SIGTRAP pending: the kernel reports those stops first.
+	// Detached, it would die of it: take the signal now.
+	for tid, th := range t.threads {
+		if th.held && !queued[tid] && ownSignalPending(t.pid, tid) {
+			if sig := t.takeSignal(th); sig != 0 {
+				sigs[tid] = sig
+			}
+		}
+	}
+	if errors.Is(first, errForced) {
+		t.warn(fmt.Sprintf("forced: threads of process %d that did not stop stay attached until mmiotrace exits", t.pid))
+		first = nil
+	}
+	if err := t.restoreAllForked(); err != nil && first == nil {
+		first = err
+	}
+	if th := t.anyHeld(); th != nil && t.engine != nil {
+		t.injTID = th.tid
+		if err := t.engine.DisarmAll(); err != nil && first == nil {
+			first = err
+		}
+	} else if t.engine != nil && t.engine.Pages() > 0 && first == nil {
+		first = fmt.Errorf("no thread of process %d stopped: its traced pages could not be restored", t.pid)
+	}
+	if err := t.clearWatches(); err != nil && first == nil {
+		first = err
+	}
+	for _, th := range t.threads {
+		t.unpinThread(th)
+	}
+	return sigs, first
+}
+
 // ownSignalPending reports whether SIGSEGV or SIGTRAP is pending for
-// thread tid (faults and int3 traps are signalled to the thread alone).
+// thread tid (faults and int3 traps are signalled to the thread alone) and
+// not blocked: the kernel unblocks the signal of a fault or trap, so a
+// blocked one came from kill and is the program's to keep.
 func ownSignalPending(pid, tid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid))
 	if err != nil {
 		return false
 	}
+	var pnd, blk uint64
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "SigPnd:"); ok {
-			mask, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return mask&(1<<(unix.SIGSEGV-1)|1<<(unix.SIGTRAP-1)) != 0
+			pnd, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		} else if v, ok := strings.CutPrefix(line, "SigBlk:"); ok {
+			blk, _ = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
 		}
 	}
-	return false
+	const own = 1<<(unix.SIGSEGV-1) | 1<<(unix.SIGTRAP-1)
+	return pnd&^blk&own != 0
 }
 
-// takeSignal resumes thread tid, held at an interrupt stop with a signal
+// takeSignal resumes thread th, held at an interrupt stop with a signal
 // pending, to its signal-delivery stop, which comes before it runs any
-// code. It returns the signal to deliver at detach: none for the tracer's
-// own (see ownSignal).
-func (t *Tracer) takeSignal(tid int) int {
-	if err := ptrace.Cont(tid, 0); err != nil {
+// code, and holds it there. It returns the signal to deliver when the
+// thread goes on: none for the tracer's own (see ownSignal).
+func (t *Tracer) takeSignal(th *thread) int {
+	if err := ptrace.Cont(th.tid, 0); err != nil {
 		return 0
 	}
-	for {
-		_, ws, err := ptrace.Wait(tid, false)
-		if err != nil || ws.Exited() || ws.Signaled() {
-			return 0
-		}
-		if !ws.Stopped() {
-			continue
-		}
-		if ptrace.Event(ws) != 0 || ptrace.IsSyscallStop(ws) {
-			return 0 // not expected: the thread is stopped, deliver nothing
-		}
-		if sig := int(ws.StopSignal()); !t.ownSignal(tid, sig) {
-			return sig
-		}
+	th.held = false
+	got, _ := t.collect(map[int]*thread{th.tid: th})
+	ws, ok := got[th.tid]
+	switch {
+	case !ok:
+		return 0 // forced before it stopped: it runs on
+	case !ws.Stopped():
+		t.queueStop(th.tid, ws) // gone: the loop forgets it
 		return 0
 	}
+	th.held = true
+	switch ev := ptrace.Event(ws); {
+	case ev == unix.PTRACE_EVENT_STOP:
+		th.jobStopped = ptrace.IsStopSignal(ws.StopSignal())
+		return 0
+	case ev != 0 || ptrace.IsSyscallStop(ws):
+		return 0 // not expected after PTRACE_CONT: deliver nothing
+	}
+	if sig := int(ws.StopSignal()); !t.ownSignal(th.tid, sig) {
+		return sig
+	}
+	return 0
 }
 
 // ownSignal reports whether thread tid, stopped with signal sig, stopped
@@ -401,12 +461,12 @@ func (t *Tracer) ownFault(tid int) bool {
 	return si.FromKernel() && si.Code == ptrace.SegvAccErr && fp != nil && fp.Armed
 }
 
-// abandon ends a session after a tracer error: an attached program is
-// detached unharmed; a spawned one is killed (its seccomp filter needs us).
+// abandon ends tracing after a tracer error (a log that cannot be written,
+// a failed request) without harming the program: an attached program is
+// detached, unharmed; a spawned one runs on untraced (see untrace).
 func (t *Tracer) abandon() error {
 	if t.spawned {
-		t.Kill()
-		return nil
+		return t.untrace()
 	}
 	return t.detachAll()
 }

@@ -34,6 +34,11 @@ type thread struct {
 	// mask is the thread's own CPU affinity, restored at detach.
 	mask    unix.CPUSet
 	hasMask bool
+	// jobStopped: the program is stopped by job control (SIGSTOP,
+	// Ctrl-Z), as this thread's latest group-stop or interrupt report
+	// said; the tracer lets the thread go without letting it run (see
+	// keepStopped).
+	jobStopped bool
 }
 
 // addThread adds a thread of the current process.
@@ -47,6 +52,7 @@ func (t *Tracer) addThread(tid int) *thread {
 }
 
 func (t *Tracer) holdSignal(tid, sig int) {
+	t.sawSignal(sig)
 	if th := t.threads[tid]; th != nil {
 		th.sigs = append(th.sigs, sig)
 	}
@@ -59,13 +65,22 @@ func (t *Tracer) holdSignal(tid, sig int) {
 func (t *Tracer) loop() error {
 	killed := false
 	for !t.over() || len(t.foreign) > 0 {
-		if t.cancel.Load() {
-			if !t.spawned {
+		if err := t.failure(); err != nil && !t.passthrough {
+			return err
+		}
+		if t.cancel.Load() || t.force.Load() {
+			if !t.spawned && !t.passthrough {
 				return t.detachAll()
 			}
 			if !killed {
 				t.Kill()
 				killed = true
+			}
+		}
+		if t.killAll.Load() {
+			t.killAll.Store(false)
+			for tid := range t.foreign {
+				unix.Kill(tid, unix.SIGKILL)
 			}
 		}
 		var s stop
@@ -75,24 +90,55 @@ func (t *Tracer) loop() error {
 				th.queued, th.held = false, false
 			}
 		} else {
-			tid, ws, err := ptrace.Wait(-1, false)
+			tid, ws, err := ptrace.WaitAny(false)
 			if errors.Is(err, syscall.ECHILD) {
 				return nil
 			}
 			if err != nil {
 				return err
 			}
+			if t.wakerReport(tid, ws) {
+				continue
+			}
 			s = stop{tid, ws}
+			t.takeReady()
 		}
-		if t.waker != nil && s.tid == t.waker.Pid {
-			t.waker = nil // reaped: the cancel flag is set
-			continue
+		handle := t.handle
+		if t.passthrough {
+			handle = t.passOn
 		}
-		if err := t.handle(s); err != nil {
+		if err := handle(s); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// takeReady queues every other report that is ready, so that the loop
+// handles the threads stopped now in turn before it waits again. wait4
+// scans tracees in a fixed order (the latest attached first): taking one
+// report per wait, a thread late in that order would wait as long as
+// earlier ones keep stopping, and an attached program's main thread was
+// starved for tens of seconds by 64 busy threads.
+func (t *Tracer) takeReady() {
+	for {
+		tid, ws, err := ptrace.WaitAny(true)
+		if err != nil || tid <= 0 {
+			return
+		}
+		if !t.wakerReport(tid, ws) {
+			t.queueStop(tid, ws)
+		}
+	}
+}
+
+// failure returns the error that ends the session as a tracer failure: one
+// passed to Abort, or the first record the log refused.
+func (t *Tracer) failure() error {
+	if err := t.aborted(); err != nil {
+		return err
+	}
+	return t.outErr
 }
 
 // handle acts on one stop or exit of a thread.
@@ -137,12 +183,10 @@ func (t *Tracer) handle(s stop) error {
 		t.perfDrainNow()
 		return t.resume(th, 0)
 	case ev == unix.PTRACE_EVENT_STOP:
-		switch sig {
-		case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
-			// A group-stop: stay stopped, but keep reporting (so that
-			// SIGCONT and the tracer's own requests still work).
-			return ignoreGone(ptrace.Listen(tid))
-		}
+		// An interrupt, a new thread's first stop, or a group-stop (the
+		// program stopped by job control), which resume keeps stopped;
+		// the signal says whether a group-stop is in effect now.
+		th.jobStopped = ptrace.IsStopSignal(sig)
 		if th.fresh {
 			th.fresh = false
 			if err := t.newThreadWatches(th); err != nil {
@@ -159,15 +203,14 @@ func (t *Tracer) handle(s stop) error {
 	case sig == unix.SIGTRAP:
 		return t.trap(th)
 	default:
+		t.sawSignal(int(sig))
 		return t.resume(th, int(sig))
 	}
 }
 
 // resume restarts a stopped thread, delivering sig or else the first signal
-// held back while the tracer used the thread (later ones are re-raised).
-// Attached programs run under PTRACE_SYSCALL, to see mapping calls; spawned
-// ones see them through their seccomp filter and run under PTRACE_CONT,
-// except from a traced syscall's entry to its exit.
+// held back while the tracer used the thread (later ones are re-raised). A
+// thread of a program stopped by job control stays stopped (keepStopped).
 func (t *Tracer) resume(th *thread, sig int) error {
 	if sig == 0 && len(th.sigs) > 0 {
 		sig, th.sigs = th.sigs[0], th.sigs[1:]
@@ -177,13 +220,10 @@ func (t *Tracer) resume(th *thread, sig int) error {
 	}
 	th.sigs = th.sigs[:0]
 	th.held = false
-	var err error
-	if !t.spawned || th.inSys {
-		err = ptrace.Syscall(th.tid, sig)
-	} else {
-		err = ptrace.Cont(th.tid, sig)
+	if th.jobStopped {
+		return t.keepStopped(th, sig)
 	}
-	return ignoreGone(err)
+	return t.restart(th, sig)
 }
 
 // ignoreGone drops the error of a request on a thread that has just died
@@ -242,6 +282,27 @@ func (t *Tracer) execed(th *thread) error {
 		return err
 	}
 	return t.openImage(leader)
+}
+
+// forgetImage is execed for a session that is ending: th, stopped at its
+// exec event, becomes the leader, and the old image's mappings and watches
+// are dropped; the new image is not looked at.
+func (t *Tracer) forgetImage(th *thread) error {
+	for tid := range t.threads {
+		if tid != t.pid && tid != th.tid {
+			delete(t.threads, tid)
+		}
+	}
+	if th.tid != t.pid {
+		delete(t.threads, th.tid)
+		th.tid = t.pid
+		t.threads[t.pid] = th
+	}
+	th.inSys = false
+	if err := t.dropAllMaps(0, t.pid); err != nil {
+		return err
+	}
+	return t.dropWatches(0, t.pid)
 }
 
 // openImage prepares for the program's current image: memory access, the
@@ -308,6 +369,10 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 		if !t.spawned && !t.vforked[tid] {
 			delete(t.foreign, tid)
 			return ignoreGone(ptrace.Detach(tid, 0))
+		}
+		if ptrace.IsStopSignal(ws.StopSignal()) {
+			// Stopped by job control: it stays stopped (see keepStopped).
+			return t.keepStopped(&thread{tid: tid}, 0)
 		}
 	case ev != 0 || ptrace.IsSyscallStop(ws):
 	case ws.StopSignal() == unix.SIGSEGV && t.vforked[tid]:

@@ -392,12 +392,22 @@ func (t *Tracer) closeMaps() {
 // emit passes a record to the session's output. An access whose width the
 // kernel's format lacks becomes an RV or WV record here, whichever code
 // made it (see trace.AccessKind).
+//
+// A log that fails does not fail the work at hand, which would leave a
+// thread half-handled (stopped with no one to resume it, a page disarmed):
+// the first error is kept, later records are dropped, and the loop ends the
+// session as a tracer failure once the stop at hand is handled. So emit
+// returns nil; its error result lets callers stay written as if it could
+// fail.
 func (t *Tracer) emit(r *trace.Record) error {
+	if t.outErr != nil {
+		return nil
+	}
 	if r.Kind.IsAccess() {
 		r.Kind = trace.AccessKind(r.Kind.IsWrite(), int(r.Width))
 	}
 	if err := t.cfg.Out.Append(r); err != nil {
-		return fmt.Errorf("write log: %w", err)
+		t.outErr = err
 	}
 	return nil
 }

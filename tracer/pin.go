@@ -1,6 +1,7 @@
 package tracer
 
 import (
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -13,7 +14,8 @@ import (
 // tracer thread and the traced threads share one CPU: the one the tracer
 // runs on when the session starts. Threads created later inherit the
 // affinity. An attached program gets its threads' own masks back when the
-// tracer detaches.
+// tracer detaches, or from the waker if the tracer is killed (see
+// WakerArg): the tracer tells the waker each mask before it changes it.
 
 // pinSelf pins the calling (locked) thread to the CPU it runs on and
 // returns that CPU.
@@ -40,6 +42,9 @@ func (t *Tracer) pinThread(th *thread) {
 		return
 	}
 	th.hasMask = true
+	if !t.spawned { // a spawned program dies with the tracer
+		t.waker.send(fmt.Sprintf(wakerThread, th.tid, formatMask(&th.mask)))
+	}
 	var set unix.CPUSet
 	set.Set(t.cpu)
 	unix.SchedSetaffinity(th.tid, &set)

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -59,6 +59,11 @@ type Config struct {
 	// NoPin leaves the program's threads where the scheduler puts them,
 	// instead of on the tracer's CPU (see pin.go).
 	NoPin bool
+	// Stopped, if set, is called when a tracer failure (a log that cannot
+	// be written, Abort) has stopped the tracing of a spawned program,
+	// which then runs on untraced to its end (see Run), with the failure
+	// that Run will return.
+	Stopped func(error)
 }
 
 // Result is how a session ended.
@@ -129,13 +134,22 @@ type Tracer struct {
 	early        map[int]unix.WaitStatus // first stops of tracees not announced yet
 	vforked      map[int]bool            // vfork children still sharing the program's memory
 	forked       []int                   // fork children whose pages are still armed
-	waker        *os.Process
-	wakePipe     *os.File
-	wakeOnce     sync.Once
-	cancel       atomic.Bool
+	waker        *wakerConn
+	cancel       atomic.Bool // detach (attached) or kill (spawned): Ctrl-C
+	force        atomic.Bool // stop waiting for threads: a second Ctrl-C
+	killAll      atomic.Bool // kill the program's child processes too
+	abortErr     atomic.Pointer[error]
+	lastSig      [65]atomic.Int64 // when the program last got each signal, unix ns
 	result       Result
 	warnedEFAULT bool
 	err          error
+	// outErr is the first error of the log (Out): the session ends as a
+	// tracer failure once the stop at hand is handled.
+	outErr error
+	// passthrough: tracing ended by a failure, the spawned program runs
+	// on untraced, with mmiotrace as a tracer that only passes every stop
+	// on (see untrace).
+	passthrough bool
 }
 
 // process is one traced process: a thread group and what the tracer keeps
@@ -163,6 +177,11 @@ type process struct {
 func (t *Tracer) newProcess(pid int) *process {
 	p := &process{pid: pid, icache: make(map[uint64]*x86.Inst)}
 	p.inj.Pending = t.holdSignal
+	p.inj.JobStop = func(tid, sig int) {
+		if th := t.threads[tid]; th != nil {
+			th.jobStopped = ptrace.IsStopSignal(unix.Signal(sig))
+		}
+	}
 	if t.cfg.Watches != nil {
 		p.watch = newWatchSet(t.cfg.Watches, t.watchPlan)
 	}
@@ -255,11 +274,19 @@ func (t *Tracer) PID() int { return int(t.pidSeen.Load()) }
 // must come from the thread that attached.
 //
 // On cancellation an attached program is detached, with every page restored
-// and every thread running. A spawned program is killed instead: it carries a
-// seccomp filter that fails its mmap calls without a tracer. (To let a
-// spawned program end on its own, forward it the signal and keep ctx alive.)
-// On a tracer error the session ends the same way and Run returns the error,
-// with every record made until then already passed to Out.
+// and every thread running (a thread stopped by job control stays stopped).
+// A spawned program is killed instead: it carries a seccomp filter that fails
+// its mmap calls without a tracer. (To let a spawned program end on its own,
+// forward it the signal and keep ctx alive.) Force makes a detach stop
+// waiting for threads that do not stop.
+//
+// On a tracer failure (a log that cannot be written, Abort, a failed
+// request) tracing stops and the program is left unharmed: an attached one
+// is detached as on cancellation; a spawned one keeps running, untraced,
+// with mmiotrace as a bare tracer that passes its stops on (its seccomp
+// filter needs one), and Run returns when it ends (Config.Stopped says when
+// tracing stopped). Run then returns the failure, with every record made
+// until then already passed to Out.
 func (t *Tracer) Run(ctx context.Context) (Result, error) {
 	if t.passive() {
 		return t.runPassive(ctx)
@@ -304,7 +331,10 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 		err = t.dropAllMaps(0, t.root.pid)
 	}
 	if err != nil && !t.over() {
-		// A tracer error: leave nothing behind in a live program.
+		// A tracer failure: leave nothing behind in a live program.
+		if t.spawned && t.cfg.Stopped != nil {
+			t.cfg.Stopped(err)
+		}
 		if derr := t.abandon(); derr != nil {
 			err = fmt.Errorf("%w (and while cleaning up: %v)", err, derr)
 		}
@@ -319,10 +349,60 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 // over reports that the traced program is gone.
 func (t *Tracer) over() bool { return len(t.threads) == 0 }
 
-// Kill kills a spawned program (for a second Ctrl-C). Safe from any
-// goroutine.
+// Kill kills a spawned program and the child processes it started, which
+// carry its seccomp filter and cannot run on without mmiotrace (for a second
+// Ctrl-C). Safe from any goroutine.
 func (t *Tracer) Kill() {
 	if pid := t.pidSeen.Load(); len(t.cfg.Argv) > 0 && pid > 0 {
 		syscall.Kill(int(pid), syscall.SIGKILL)
+		t.killAll.Store(true)
+		t.wake()
+	}
+}
+
+// Force makes the end of a session stop waiting for threads that do not
+// stop (a second Ctrl-C): a detach under way, or the next one, restores the
+// program's pages through the threads that did stop and detaches them; the
+// others stay attached until mmiotrace exits, when the kernel detaches
+// them. A spawned program is killed, as by Kill. Safe from any goroutine.
+func (t *Tracer) Force() {
+	t.force.Store(true)
+	t.wake()
+}
+
+// Abort ends the session as a tracer failure (see Run) with err: for a
+// failure found outside the tracer, such as a log that cannot be written.
+// Safe from any goroutine; the first error wins.
+func (t *Tracer) Abort(err error) {
+	t.abortErr.CompareAndSwap(nil, &err)
+	t.wake()
+}
+
+func (t *Tracer) aborted() error {
+	if p := t.abortErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// LastSignal returns when the traced program last received sig (a signal
+// stop of any of its threads), and false if it never did or if the session
+// does not see the program's signals (one that only collects tracepoints).
+// Safe from any goroutine.
+func (t *Tracer) LastSignal(sig syscall.Signal) (time.Time, bool) {
+	if t.passive() || sig <= 0 || int(sig) >= len(t.lastSig) {
+		return time.Time{}, false
+	}
+	ns := t.lastSig[sig].Load()
+	if ns == 0 {
+		return time.Time{}, true
+	}
+	return time.Unix(0, ns), true
+}
+
+// sawSignal records that the program received sig.
+func (t *Tracer) sawSignal(sig int) {
+	if sig > 0 && sig < len(t.lastSig) {
+		t.lastSig[sig].Store(time.Now().UnixNano())
 	}
 }

@@ -54,6 +54,22 @@ type Injector struct {
 	// Pending receives (tid, signal) for signals that stopped the thread
 	// during an injection and were held back.
 	Pending func(tid, sig int)
+	// JobStop, if set, receives (tid, signal) for a PTRACE_EVENT_STOP the
+	// thread reported during an injection or step: a group-stop (signal
+	// SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU: the program was stopped by job
+	// control meanwhile) or an interrupt (SIGTRAP: no group-stop is in
+	// effect). The injection goes on through it, so the thread no longer
+	// sits in that stop afterwards; the caller must remember whether the
+	// program is stopped, and keep the thread stopped when it lets it go.
+	JobStop func(tid, sig int)
+}
+
+// eventStop passes a PTRACE_EVENT_STOP seen during an injection on to
+// JobStop.
+func (in *Injector) eventStop(tid int, ws unix.WaitStatus) {
+	if in.JobStop != nil && Event(ws) == unix.PTRACE_EVENT_STOP {
+		in.JobStop(tid, int(ws.StopSignal()))
+	}
 }
 
 // Syscall runs syscall nr with args in the stopped thread tid and returns its
@@ -155,6 +171,7 @@ func (in *Injector) syscallAtEntry(tid int, saved unix.PtraceRegs, nr uint64, ar
 				return int64(r.Rax), nil
 			}
 		case Event(ws) != 0:
+			in.eventStop(tid, ws)
 		default:
 			if in.Pending != nil {
 				in.Pending(tid, int(ws.StopSignal()))
@@ -189,6 +206,7 @@ func (in *Injector) step(tid int) error {
 		case Event(ws) != 0 || IsSyscallStop(ws):
 			// A group-stop or event stop before the step completed: the
 			// step has not run yet; resume it.
+			in.eventStop(tid, ws)
 		default:
 			if in.Pending != nil {
 				in.Pending(tid, int(ws.StopSignal()))
@@ -220,6 +238,7 @@ func (in *Injector) Step(tid int) (Siginfo, error) {
 		case Event(ws) == unix.PTRACE_EVENT_EXIT:
 			return Siginfo{}, fmt.Errorf("thread %d: %w", tid, ErrGone)
 		case Event(ws) != 0 || IsSyscallStop(ws):
+			in.eventStop(tid, ws)
 		case ws.StopSignal() == unix.SIGTRAP:
 			return Siginfo{Signo: int32(unix.SIGTRAP)}, nil
 		default:

@@ -224,6 +224,42 @@ func Wait(tid int, nohang bool) (int, unix.WaitStatus, error) {
 	}
 }
 
+// WaitAny waits for a state change of any traced thread or child process.
+// Unlike Wait(-1, ...), it also reports the stop of a child that is not
+// traced (WUNTRACED): a helper child can wake a tracer blocked here by
+// stopping itself, and be continued with SIGCONT. A traced child's stops
+// are reported once either way (the kernel hides a tracee's group-stop from
+// a real parent that is also its tracer).
+func WaitAny(nohang bool) (int, unix.WaitStatus, error) {
+	var ws unix.WaitStatus
+	opts := unix.WALL | unix.WUNTRACED
+	if nohang {
+		opts |= unix.WNOHANG
+	}
+	for {
+		got, err := unix.Wait4(-1, &ws, opts, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return got, ws, fmt.Errorf("wait: %w", err)
+		}
+		return got, ws, nil
+	}
+}
+
+// IsStopSignal reports the signals of job control that stop a process:
+// SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU. A PTRACE_EVENT_STOP with one of them
+// is a group-stop; with SIGTRAP it is an interrupt or a new tracee's first
+// stop, and no group-stop is in effect.
+func IsStopSignal(sig unix.Signal) bool {
+	switch sig {
+	case unix.SIGSTOP, unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU:
+		return true
+	}
+	return false
+}
+
 // Event returns the ptrace event number of a stop (status>>16), or 0.
 func Event(ws unix.WaitStatus) int { return int(ws>>16) & 0xff }
 
