@@ -5,12 +5,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mmiotrace/mmiotrace/internal/feature"
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
@@ -295,3 +298,81 @@ func buildFix(t *testing.T, flags ...string) string {
 }
 
 func hex(v uint64) string { return fmt.Sprintf("%#x", v) }
+
+// startFixture starts the fixture exe with args, logging to flog, and
+// kills it when the test ends.
+func startFixture(t *testing.T, exe, flog string, args ...string) *exec.Cmd {
+	t.Helper()
+	prog := exec.Command(exe, args...)
+	prog.Env = append(os.Environ(), "WT_LOG="+flog)
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		prog.Process.Kill()
+		prog.Wait()
+	})
+	return prog
+}
+
+// session is a `mmiotrace watch -p` run started by attachWatch.
+type session struct {
+	cmd    *exec.Cmd
+	stderr strings.Builder // complete once read is closed
+	read   chan struct{}
+}
+
+// attachWatch starts `mmiotrace watch ARGS... -p PID` and waits until the
+// watch named name is placed; it returns the session and the line that
+// says how the watch is served.
+func attachWatch(t *testing.T, pid int, name string, args ...string) (*session, string) {
+	t.Helper()
+	s := &session{cmd: exec.Command(cli(t), append(append([]string{"watch"}, args...), "-p", strconv.Itoa(pid))...), read: make(chan struct{})}
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	placed := make(chan string, 1)
+	go func() {
+		defer close(s.read)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			s.stderr.WriteString(sc.Text() + "\n")
+			if strings.HasPrefix(sc.Text(), "mmiotrace: watch "+name+" ") {
+				select {
+				case placed <- sc.Text():
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	select {
+	case line := <-placed:
+		return s, line
+	case <-s.read:
+		s.cmd.Wait()
+		t.Fatalf("watch %s never placed:\n%s", name, s.stderr.String())
+	case <-time.After(10 * time.Second):
+		s.cmd.Process.Kill()
+		t.Fatal("watch not placed within 10 s")
+	}
+	return nil, ""
+}
+
+// detach ends the session with SIGINT, as Ctrl-C does, and checks that
+// mmiotrace detached cleanly.
+func (s *session) detach(t *testing.T) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := s.cmd.Wait()
+	<-s.read
+	if err != nil {
+		t.Fatalf("mmiotrace after SIGINT: %v\n%s", err, s.stderr.String())
+	}
+}

@@ -1,18 +1,14 @@
 package watchtest
 
 import (
-	"bufio"
 	"debug/elf"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // The tests of execute watches served by int3 breakpoints run on every
@@ -184,58 +180,19 @@ func TestInt3Detach(t *testing.T) {
 	addr, orig := symbolBytes(t, exe, "tick", 16)
 	dir := t.TempDir()
 	flog := filepath.Join(dir, "fixture.log")
-	prog := exec.Command(exe, "tickloop")
-	prog.Env = append(os.Environ(), "WT_LOG="+flog)
-	if err := prog.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		prog.Process.Kill()
-		prog.Wait()
-	}()
+	prog := startFixture(t, exe, flog, "tickloop")
 	calls := func() int { return len(fixtureX(readFixtureLogQuiet(flog))) }
 	waitFor(t, "fixture start", func() bool { return calls() >= 1 })
 	pid := prog.Process.Pid
 
 	tlog := filepath.Join(dir, "trace.log")
-	cmd := exec.Command(cli(t), "watch", "--backend", "pages", "-o", tlog, "tick:--x", "-p", strconv.Itoa(pid))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var errText strings.Builder
-	placed := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			errText.WriteString(sc.Text() + "\n")
-			if !once && strings.HasPrefix(sc.Text(), "mmiotrace: watch tick ") {
-				close(placed)
-				once = true
-			}
-		}
-		io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case <-placed:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("watch not placed within 10 s")
-	}
+	s, _ := attachWatch(t, pid, "tick", "--backend", "pages", "-o", tlog, "tick:--x")
 	if b := readMem(t, pid, addr, 1); b[0] != 0xcc {
 		t.Errorf("no int3 at tick while watching: %#x", b[0])
 	}
-	time.Sleep(200 * time.Millisecond) // about 150 calls
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("mmiotrace after SIGINT: %v\n%s", err, errText.String())
-	}
+	start := calls()
+	waitFor(t, "20 traced calls", func() bool { return calls() >= start+21 })
+	s.detach(t)
 	if got := readMem(t, pid, addr, len(orig)); string(got) != string(orig) {
 		t.Errorf("code at tick after detach: % x, want the executable's % x", got, orig)
 	}
@@ -245,7 +202,7 @@ func TestInt3Detach(t *testing.T) {
 	}
 	wl := parseWatchLog(t, b)
 	if n := len(xDirs(wl.hits)); n < 20 {
-		t.Errorf("%d calls traced in 200 ms, want >= 20\n%s", n, errText.String())
+		t.Errorf("%d calls traced, want >= 20\n%s", n, s.stderr.String())
 	}
 	before := calls()
 	waitFor(t, "the program to keep calling tick", func() bool { return calls() >= before+20 })
