@@ -77,7 +77,7 @@ func tracker(t *testing.T, file string, b regmap.Binding) *regmap.Tracker {
 // and offset on any machine) with the device described in each register-map
 // format, and the hand-written kernel log with NVIDIA register names.
 func TestGolden(t *testing.T) {
-	device, kernel := "../testdata/device.log", "../testdata/kernel.log"
+	device, kernel := "../testdata/example.log", "../testdata/kernel.log"
 	for _, tc := range []struct {
 		golden, log string
 		regs        *regmap.Tracker

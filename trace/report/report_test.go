@@ -76,7 +76,7 @@ func tracker(t testing.TB, file string, b regmap.Binding) *regmap.Tracker {
 // from examples/device, its files renamed away) and of the hand-written
 // kernel log, with and without register names.
 func TestGolden(t *testing.T) {
-	device, kernel := "../testdata/device.log", "../testdata/kernel.log"
+	device, kernel := "../testdata/example.log", "../testdata/kernel.log"
 	for _, tc := range []struct {
 		golden, log, regsText string
 		regs                  *regmap.Tracker
