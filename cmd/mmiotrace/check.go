@@ -38,7 +38,7 @@ func runCheck(args []string) int {
 		return code
 	}
 	if fs.NArg() > 0 {
-		errorf("check: takes no arguments (see 'mmiotrace help check')")
+		usageError("check", "takes no arguments")
 		return exitUsage
 	}
 	results := feature.Check()

@@ -261,7 +261,7 @@ func TestExitStatus(t *testing.T) {
 func TestHelp(t *testing.T) {
 	bin := mmiotraceBin(t)
 	oneDash := regexp.MustCompile(`(?m)^\s+-[a-z][-a-z]+\b`)
-	for _, c := range []string{"record", "mark", "watch", "symbols", "tp", "decode", "report", "version"} {
+	for _, c := range []string{"record", "mark", "watch", "symbols", "tp", "check", "convert", "decode", "report", "version"} {
 		for _, args := range [][]string{{c, "--help"}, {"help", c}} {
 			cmd := exec.Command(bin, args...)
 			var stderr bytes.Buffer
@@ -285,7 +285,7 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	out, _ = exec.Command(bin, "--help").Output()
-	for _, c := range []string{"decode", "report", "version"} {
+	for _, c := range []string{"check", "convert", "decode", "report", "version"} {
 		if !strings.Contains(string(out), "\n  "+c+" ") {
 			t.Errorf("--help does not list %s:\n%s", c, out)
 		}

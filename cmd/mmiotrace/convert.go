@@ -45,16 +45,16 @@ func runConvert(args []string) int {
 	}
 	switch {
 	case *to != "ctf" && *to != "perfetto":
-		errorf("convert: --to must be ctf or perfetto (see 'mmiotrace help convert')")
+		usageError("convert", "--to must be ctf or perfetto")
 		return exitUsage
 	case len(pos) != 1:
-		errorf("convert: give one LOG, or - for standard input (see 'mmiotrace help convert')")
+		usageError("convert", "give one LOG, or - for standard input")
 		return exitUsage
 	case *to == "ctf" && (*out == "" || *out == "-"):
-		errorf("convert: --to ctf needs -o DIR")
+		usageError("convert", "--to ctf needs -o DIR")
 		return exitUsage
 	case *counters < 0:
-		errorf("convert: --counters must be 0 or more")
+		usageError("convert", "--counters must be 0 or more")
 		return exitUsage
 	}
 	in, cleanup, err := openInput(pos[0], *to == "perfetto")

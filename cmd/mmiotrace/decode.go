@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"io"
-	"os"
 	"strconv"
 
 	"github.com/mmiotrace/mmiotrace/regmap"
@@ -51,12 +50,12 @@ func runDecode(args []string) int {
 	if !ok {
 		return code
 	}
-	in, err := openIn(logPath)
+	in, cleanup, err := openInput(logPath, false)
 	if err != nil {
 		errorf("decode: %v", err)
 		return exitError
 	}
-	defer in.Close()
+	defer cleanup()
 	w, closeOut, err := openLog(*out)
 	if err != nil {
 		errorf("decode: %v", err)
@@ -135,14 +134,6 @@ func oneLog(cmd string, pos []string) (string, bool) {
 	}
 	usageError(cmd, "one LOG at most, got %d", len(pos))
 	return "", false
-}
-
-// openIn opens a log to read ("-" is stdin).
-func openIn(path string) (io.ReadCloser, error) {
-	if path == "-" {
-		return io.NopCloser(os.Stdin), nil
-	}
-	return os.Open(path)
 }
 
 // eachRecord calls fn with each record of a log, in order, streaming.

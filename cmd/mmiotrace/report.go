@@ -1,14 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/mmiotrace/mmiotrace/regmap"
 	"github.com/mmiotrace/mmiotrace/symbols"
-	"github.com/mmiotrace/mmiotrace/trace"
 	"github.com/mmiotrace/mmiotrace/trace/report"
 )
 
@@ -63,19 +61,15 @@ func runReport(args []string) int {
 		regs = []*regmap.Tracker{trk}
 		regsText = *rf.file
 	}
-	if logPath == "-" && *html != "" {
-		// Two passes: keep stdin in a file.
-		tmp, err := spool(os.Stdin)
-		if err != nil {
-			errorf("report: %v", err)
-			return exitError
-		}
-		defer os.Remove(tmp)
-		logPath = tmp
-	}
-	c := report.NewCollector(report.Config{Regs: regs, Symbols: symbols.NewSymbolizer()})
-	if err := eachLogRecord(logPath, c.Add); err != nil {
+	in, cleanup, err := openInput(logPath, *html != "")
+	if err != nil {
 		errorf("report: %v", err)
+		return exitError
+	}
+	defer cleanup()
+	c := report.NewCollector(report.Config{Regs: regs, Symbols: symbols.NewSymbolizer()})
+	if err := c.AddLog(in); err != nil {
+		errorf("report: %s: %v", logPath, err)
 		return exitError
 	}
 	s := c.Summary()
@@ -88,13 +82,21 @@ func runReport(args []string) int {
 		return exitOK
 	}
 	ch := report.NewCharts(s, report.ChartLimits{})
-	if err := eachLogRecord(logPath, ch.Add); err != nil {
+	if _, err := in.Seek(0, io.SeekStart); err != nil {
 		errorf("report: %v", err)
 		return exitError
 	}
+	if err := ch.AddLog(in); err != nil {
+		errorf("report: %s: %v", logPath, err)
+		return exitError
+	}
+	title := filepath.Base(logPath)
+	if logPath == "-" {
+		title = "standard input"
+	}
 	f, err := os.Create(*html)
 	if err == nil {
-		err = report.WriteHTML(f, filepath.Base(logPath), ch, opt)
+		err = report.WriteHTML(f, title, ch, opt)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -104,34 +106,4 @@ func runReport(args []string) int {
 		return exitError
 	}
 	return exitOK
-}
-
-// eachLogRecord passes every record of the log at path ("-" for stdin) to add.
-func eachLogRecord(path string, add func(*trace.Record)) error {
-	in, err := openIn(path)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if err := eachRecord(in, func(r *trace.Record) error { add(r); return nil }); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
-}
-
-// spool copies r to a temporary file and returns its name.
-func spool(r io.Reader) (string, error) {
-	f, err := os.CreateTemp("", "mmiotrace-report-*.log")
-	if err != nil {
-		return "", err
-	}
-	_, err = io.Copy(f, r)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
 }

@@ -10,6 +10,7 @@ package decode
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"strconv"
@@ -109,10 +110,12 @@ func (d *Writer) Write(r *trace.Record) error {
 		b = append(b, "MARK "+r.Text...)
 	case trace.KindEvent:
 		b = d.head(b, r, true)
-		b = append(b, "TP "+r.Text...)
-		for _, f := range r.Fields {
-			b = append(b, " "+f.Name+"="+strconv.Quote(f.Value)...)
-		}
+		// The log's own rendering after "TP <time> <tid> ": fields
+		// quoted only where they must be.
+		line := trace.AppendText(nil, r)
+		parts := bytes.SplitN(line[:len(line)-1], []byte(" "), 4)
+		b = append(b, "TP "...)
+		b = append(b, parts[len(parts)-1]...)
 	case trace.KindCode:
 		b = d.head(b, r, false)
 		b = fmt.Appendf(b, "CODE pid %d %#x-%#x offset %#x %s", r.PID, r.Virt, r.Virt+r.Len, r.Phys, r.Text)

@@ -8,31 +8,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/regmap"
 	"github.com/mmiotrace/mmiotrace/symbols"
 	"github.com/mmiotrace/mmiotrace/trace"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output:\n%s", path, got)
-	}
-}
 
 func decodeLog(t *testing.T, log string, opt Options) []byte {
 	t.Helper()
@@ -72,29 +54,36 @@ func tracker(t *testing.T, file string, b regmap.Binding) *regmap.Tracker {
 	return regmap.NewTracker(b)
 }
 
-// TestGolden decodes the device fixture's log (recorded from
-// examples/device, its files renamed away so that PCs are named by file
-// and offset on any machine) with the device described in each register-map
-// format, and the hand-written kernel log with NVIDIA register names.
+// TestGolden decodes the device fixtures' logs (the example driver's, with
+// the device described in each register-map format, and e2e's device.c's),
+// a log of every extension, and the hand-written kernel log with NVIDIA
+// register names. The logs' files are renamed away, so that PCs are named
+// by file and offset on any machine.
 func TestGolden(t *testing.T) {
-	device, kernel := "../testdata/example.log", "../testdata/kernel.log"
 	for _, tc := range []struct {
 		golden, log string
 		regs        *regmap.Tracker
+		symbols     bool
 	}{
-		{"device.golden", device, nil},
-		{"device-text.golden", device, tracker(t, "device.regs", regmap.Binding{})},
-		{"device-header.golden", device, tracker(t, "device.h", regmap.Binding{})},
-		{"device-svd.golden", device, tracker(t, "device.svd", regmap.Binding{Select: "/dev/shm/*", HasBase: true, Base: 0})},
-		{"kernel.golden", kernel, nil},
-		{"kernel-nv.golden", kernel, tracker(t, "nv.h", regmap.Binding{Select: "1"})},
+		{"example.golden", "example.log", nil, true},
+		{"example-text.golden", "example.log", tracker(t, "device.regs", regmap.Binding{}), true},
+		{"example-header.golden", "example.log", tracker(t, "device.h", regmap.Binding{}), true},
+		{"example-svd.golden", "example.log", tracker(t, "device.svd", regmap.Binding{Select: "/dev/shm/*", HasBase: true, Base: 0}), true},
+		{"device.golden", "device.log", nil, true},
+		{"extensions.golden", "extensions.log", nil, true},
+		{"kernel.golden", "kernel.log", nil, false},
+		{"kernel-nv.golden", "kernel.log", tracker(t, "nv.h", regmap.Binding{Select: "1"}), false},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
-			opt := Options{Symbols: symbols.NewSymbolizer()}
+			var opt Options
+			if tc.symbols {
+				opt.Symbols = symbols.NewSymbolizer()
+			}
 			if tc.regs != nil {
 				opt.Regs = []*regmap.Tracker{tc.regs}
 			}
-			golden(t, tc.golden, decodeLog(t, tc.log, opt))
+			got := decodeLog(t, filepath.Join("../testdata", tc.log), opt)
+			testenv.Golden(t, filepath.Join("testdata", tc.golden), string(got), *update)
 		})
 	}
 }

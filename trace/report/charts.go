@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"io"
 	"sort"
 
 	"github.com/mmiotrace/mmiotrace/trace"
@@ -219,7 +220,7 @@ func (c *Charts) newHeat(m *MapStats) *heatMap {
 		h.rowOf = map[uint64]int{}
 		for i, r := range regs {
 			h.rowOf[r.Offset] = i
-			label := fmt.Sprintf("%#x", r.Offset)
+			label := offsetText(r)
 			if r.Name != "" {
 				label += " " + r.Name
 			}
@@ -280,10 +281,7 @@ func (c *Charts) Add(r *trace.Record) {
 	if r.Kind == trace.KindExec {
 		return
 	}
-	off := r.Phys - m.Phys
-	if m.Other {
-		off = r.Phys
-	}
+	off, _ := offsetIn(m, r.Phys)
 	if h := c.heat[m]; h != nil {
 		if row, ok := h.row(off); ok {
 			h.counts[row][b]++
@@ -325,3 +323,7 @@ func (c *Charts) group(id uint32) *MapStats {
 	}
 	return st.group
 }
+
+// AddLog adds every record of a log in the text format, streaming: the
+// log the Summary was collected from, read again.
+func (c *Charts) AddLog(r io.Reader) error { return eachRecord(r, c.Add) }

@@ -3,6 +3,7 @@ package report
 import (
 	"encoding/binary"
 	"hash/fnv"
+	"io"
 	"sort"
 
 	"github.com/mmiotrace/mmiotrace/regmap"
@@ -137,21 +138,25 @@ func (m *MapStats) Threads() (int, bool) { return len(m.tids), m.manyTIDs }
 
 // RegStats is what one register (one offset of a map) saw.
 type RegStats struct {
-	Offset uint64 // from the map's physical address
-	Phys   uint64
-	Name   string // from the register map, or ""
-	Widths uint64 // bit w set: an access of w bytes (w < 64), bit 0: 64 bytes
-	Reads  uint64
-	Writes uint64
-	Execs  uint64
-	First  Value
-	Last   Value
-	First1 int64 // time of the first access
-	LastT  int64
-	values map[uint64]struct{}
-	many   bool
-	pcs    map[uint64]uint64
-	pcsCut bool // PCs were evicted: the counts are estimates
+	// Offset is from the map's physical address; for an address outside
+	// the map (an execute hit reported at the instruction's address),
+	// the address itself, and Outside is set.
+	Offset  uint64
+	Outside bool
+	Phys    uint64
+	Name    string // from the register map, or ""
+	Widths  uint64 // bit w set: an access of w bytes (w < 64), bit 0: 64 bytes
+	Reads   uint64
+	Writes  uint64
+	Execs   uint64
+	First   Value
+	Last    Value
+	First1  int64 // time of the first access
+	LastT   int64
+	values  map[uint64]struct{}
+	many    bool
+	pcs     map[uint64]uint64
+	pcsCut  bool // PCs were evicted: the counts are estimates
 }
 
 // Accesses is the number of loads, stores and execute hits.
@@ -446,10 +451,7 @@ func (c *Collector) mapOf(id uint32) *MapStats {
 
 // reg returns the register of an access, or nil past Limits.Registers.
 func (c *Collector) reg(m *MapStats, r *trace.Record) *RegStats {
-	off := r.Phys - m.Phys
-	if m.Other {
-		off = r.Phys
-	}
+	off, outside := offsetIn(m, r.Phys)
 	if reg := m.regs[off]; reg != nil {
 		reg.LastT = r.Time
 		return reg
@@ -458,13 +460,26 @@ func (c *Collector) reg(m *MapStats, r *trace.Record) *RegStats {
 		m.Lost++
 		return nil
 	}
-	reg := &RegStats{Offset: off, Phys: r.Phys, First1: r.Time, LastT: r.Time,
+	reg := &RegStats{Offset: off, Outside: outside, Phys: r.Phys, First1: r.Time, LastT: r.Time,
 		values: map[uint64]struct{}{}, pcs: map[uint64]uint64{}}
 	if !m.Other {
 		reg.Name = c.regName(r.MapID, r.Phys)
 	}
 	m.regs[off] = reg
 	return reg
+}
+
+// offsetIn returns where phys is in map group m: the offset from its
+// start, or, for an address outside it or in the group of other maps, the
+// address itself (outside is then true for an address outside).
+func offsetIn(m *MapStats, phys uint64) (off uint64, outside bool) {
+	if m.Other {
+		return phys, false
+	}
+	if phys < m.Phys || phys-m.Phys >= max(m.Len, 1) {
+		return phys, true
+	}
+	return phys - m.Phys, false
 }
 
 // regName names the register at phys of map id with the first register map
@@ -573,4 +588,22 @@ func (c *Collector) Summary() *Summary {
 		return a.TID < b.TID
 	})
 	return &c.s
+}
+
+// AddLog adds every record of a log in the text format, streaming.
+func (c *Collector) AddLog(r io.Reader) error { return eachRecord(r, c.Add) }
+
+// eachRecord passes every record of a log to add, streaming.
+func eachRecord(r io.Reader, add func(*trace.Record)) error {
+	rd := trace.NewReader(r)
+	for {
+		rec, err := rd.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		add(&rec)
+	}
 }

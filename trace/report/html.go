@@ -109,7 +109,7 @@ func (c *Charts) data() pageData {
 		})
 	}
 	for _, v := range c.valueL {
-		name := fmt.Sprintf("%#x", v.r.Offset)
+		name := offsetText(v.r)
 		if v.r.Name != "" {
 			name += " " + v.r.Name
 		}

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/mmiotrace/mmiotrace/internal/testenv"
 	"github.com/mmiotrace/mmiotrace/regmap"
 	"github.com/mmiotrace/mmiotrace/symbols"
 	"github.com/mmiotrace/mmiotrace/trace"
@@ -16,49 +16,17 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the output:\n%s", path, got)
-	}
-}
-
-// eachRecord passes every record of a log file to add.
-func eachRecord(t testing.TB, path string, add func(*trace.Record)) {
+func summarize(t testing.TB, path string, cfg Config) *Summary {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rd := trace.NewReader(f)
-	for {
-		r, err := rd.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		add(&r)
-	}
-}
-
-func summarize(t testing.TB, path string, cfg Config) *Summary {
-	t.Helper()
 	c := NewCollector(cfg)
-	eachRecord(t, path, c.Add)
+	if err := c.AddLog(f); err != nil {
+		t.Fatal(err)
+	}
 	return c.Summary()
 }
 
@@ -72,31 +40,39 @@ func tracker(t testing.TB, file string, b regmap.Binding) *regmap.Tracker {
 	return regmap.NewTracker(b)
 }
 
-// TestGolden writes the text summary of the device fixture's log (recorded
-// from examples/device, its files renamed away) and of the hand-written
-// kernel log, with and without register names.
+// TestGolden writes the text summary of the device fixtures' logs (the
+// example driver's, its files renamed away; e2e's device.c's, with vector
+// accesses and two threads), of a log of every extension (watches, X, TP,
+// RV, WV, UNKNOWN, marks) and of the hand-written kernel log, with and
+// without register names. The logs' files are renamed away, so that PCs are
+// named by file and offset on any machine.
 func TestGolden(t *testing.T) {
-	device, kernel := "../testdata/example.log", "../testdata/kernel.log"
 	for _, tc := range []struct {
 		golden, log, regsText string
 		regs                  *regmap.Tracker
+		symbols               bool
 	}{
-		{"device.txt", device, "", nil},
-		{"device-regs.txt", device, "device.regs", tracker(t, "device.regs", regmap.Binding{})},
-		{"kernel.txt", kernel, "", nil},
-		{"kernel-nv.txt", kernel, "nv.h on map 1", tracker(t, "nv.h", regmap.Binding{Select: "1"})},
+		{"example.txt", "example.log", "", nil, true},
+		{"example-regs.txt", "example.log", "device.regs", tracker(t, "device.regs", regmap.Binding{}), true},
+		{"device.txt", "device.log", "", nil, true},
+		{"extensions.txt", "extensions.log", "", nil, true},
+		{"kernel.txt", "kernel.log", "", nil, false},
+		{"kernel-nv.txt", "kernel.log", "nv.h on map 1", tracker(t, "nv.h", regmap.Binding{Select: "1"}), false},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
-			cfg := Config{Symbols: symbols.NewSymbolizer()}
+			var cfg Config
+			if tc.symbols {
+				cfg.Symbols = symbols.NewSymbolizer()
+			}
 			if tc.regs != nil {
 				cfg.Regs = []*regmap.Tracker{tc.regs}
 			}
-			s := summarize(t, tc.log, cfg)
+			s := summarize(t, filepath.Join("../testdata", tc.log), cfg)
 			var out bytes.Buffer
 			if err := WriteText(&out, s, TextOptions{PCs: 3, Regs: tc.regsText}); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.golden, out.Bytes())
+			testenv.Golden(t, filepath.Join("testdata", tc.golden), out.String(), *update)
 		})
 	}
 }

@@ -153,19 +153,19 @@ func (t *textWriter) registers(regs []*RegStats, watch bool) {
 		if more {
 			vals += "+"
 		}
-		first, last := r.First.String(), r.Last.String()
+		first, last := short(r.First.String()), short(r.Last.String())
 		if r.Reads+r.Writes == 0 {
 			first, last = "-", "-"
 		}
 		var cells []string
 		if watch {
-			cells = []string{fmt.Sprintf("%#x", r.Offset), widths(r.Widths), fmt.Sprint(r.Reads), fmt.Sprint(r.Writes), fmt.Sprint(r.Execs), vals, first, last}
+			cells = []string{offsetText(r), widths(r.Widths), fmt.Sprint(r.Reads), fmt.Sprint(r.Writes), fmt.Sprint(r.Execs), vals, first, last}
 		} else {
 			name := r.Name
 			if name == "" {
 				name = "-"
 			}
-			cells = []string{fmt.Sprintf("%#x", r.Offset), name, widths(r.Widths), fmt.Sprint(r.Reads), fmt.Sprint(r.Writes), vals, first, last}
+			cells = []string{offsetText(r), name, widths(r.Widths), fmt.Sprint(r.Reads), fmt.Sprint(r.Writes), vals, first, last}
 		}
 		tb.rows = append(tb.rows, row{cells: cells, below: t.pcLines(r)})
 	}
@@ -317,6 +317,24 @@ func (tb *table) write(w io.Writer, indent string) {
 			fmt.Fprintf(w, "%s%s%s\n", indent, strings.Repeat(" ", width[0]), l)
 		}
 	}
+}
+
+// offsetText renders a register's offset, or its address when it is
+// outside its map ("@0x5555...").
+func offsetText(r *RegStats) string {
+	if r.Outside {
+		return fmt.Sprintf("@%#x", r.Offset)
+	}
+	return fmt.Sprintf("%#x", r.Offset)
+}
+
+// short cuts a value too wide for a table column (a vector move's) to its
+// first and last 8 hex digits.
+func short(v string) string {
+	if len(v) <= 2+32 {
+		return v
+	}
+	return v[:10] + "..." + v[len(v)-8:]
 }
 
 // stamp renders a log time as the log does.
