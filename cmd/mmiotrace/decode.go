@@ -139,8 +139,10 @@ func oneLog(cmd string, pos []string) (string, bool) {
 // eachRecord calls fn with each record of a log, in order, streaming.
 func eachRecord(in io.Reader, fn func(*trace.Record) error) error {
 	rd := trace.NewReader(in)
+	var r trace.Record // one, reused: no allocation per record
 	for {
-		r, err := rd.Next()
+		var err error
+		r, err = rd.Next()
 		if err == io.EOF {
 			return nil
 		}

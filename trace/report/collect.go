@@ -593,11 +593,14 @@ func (c *Collector) Summary() *Summary {
 // AddLog adds every record of a log in the text format, streaming.
 func (c *Collector) AddLog(r io.Reader) error { return eachRecord(r, c.Add) }
 
-// eachRecord passes every record of a log to add, streaming.
+// eachRecord passes every record of a log to add, streaming. One Record
+// is reused: add must not keep it.
 func eachRecord(r io.Reader, add func(*trace.Record)) error {
 	rd := trace.NewReader(r)
+	var rec trace.Record
 	for {
-		rec, err := rd.Next()
+		var err error
+		rec, err = rd.Next()
 		if err == io.EOF {
 			return nil
 		}
