@@ -80,17 +80,5 @@ type RecordWriter interface {
 // CopyTimed reads a log through a TimedReader and writes every record to
 // w, stopping at the first error.
 func CopyTimed(w RecordWriter, log io.Reader) error {
-	rd := NewTimedReader(log)
-	for {
-		rec, err := rd.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err == nil {
-			err = w.Write(&rec)
-		}
-		if err != nil {
-			return err
-		}
-	}
+	return copyRecords(w, NewTimedReader(log).Next)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"flag"
-	"io"
 	"strconv"
 
 	"github.com/mmiotrace/mmiotrace/regmap"
@@ -66,7 +65,7 @@ func runDecode(args []string) int {
 		opt.Regs = []*regmap.Tracker{trk}
 	}
 	dw := decode.NewWriter(w, opt)
-	err = eachRecord(in, func(r *trace.Record) error { return dw.Write(r) })
+	err = trace.Copy(dw, in)
 	if ferr := dw.Flush(); err == nil {
 		err = ferr
 	}
@@ -134,23 +133,4 @@ func oneLog(cmd string, pos []string) (string, bool) {
 	}
 	usageError(cmd, "one LOG at most, got %d", len(pos))
 	return "", false
-}
-
-// eachRecord calls fn with each record of a log, in order, streaming.
-func eachRecord(in io.Reader, fn func(*trace.Record) error) error {
-	rd := trace.NewReader(in)
-	var r trace.Record // one, reused: no allocation per record
-	for {
-		var err error
-		r, err = rd.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := fn(&r); err != nil {
-			return err
-		}
-	}
 }

@@ -326,4 +326,4 @@ func (c *Charts) group(id uint32) *MapStats {
 
 // AddLog adds every record of a log in the text format, streaming: the
 // log the Summary was collected from, read again.
-func (c *Charts) AddLog(r io.Reader) error { return eachRecord(r, c.Add) }
+func (c *Charts) AddLog(r io.Reader) error { return trace.Copy(adder(c.Add), r) }

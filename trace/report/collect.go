@@ -591,22 +591,9 @@ func (c *Collector) Summary() *Summary {
 }
 
 // AddLog adds every record of a log in the text format, streaming.
-func (c *Collector) AddLog(r io.Reader) error { return eachRecord(r, c.Add) }
+func (c *Collector) AddLog(r io.Reader) error { return trace.Copy(adder(c.Add), r) }
 
-// eachRecord passes every record of a log to add, streaming. One Record
-// is reused: add must not keep it.
-func eachRecord(r io.Reader, add func(*trace.Record)) error {
-	rd := trace.NewReader(r)
-	var rec trace.Record
-	for {
-		var err error
-		rec, err = rd.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		add(&rec)
-	}
-}
+// adder makes an Add method a trace.RecordWriter.
+type adder func(*trace.Record)
+
+func (a adder) Write(r *trace.Record) error { a(r); return nil }

@@ -65,6 +65,7 @@ func TestReportMemoryFlat(t *testing.T) {
 		t.Errorf("peak heap %d MiB", peak[1]>>20)
 	}
 }
+
 // BenchmarkReport measures both passes over a synthetic log, per line.
 func BenchmarkReport(b *testing.B) {
 	for b.Loop() {
