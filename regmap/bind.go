@@ -147,23 +147,18 @@ func isFilePath(name string) bool {
 	return strings.HasPrefix(name, "/dev/shm/") || !(strings.HasPrefix(name, "/dev/") || strings.HasPrefix(name, "/sys/"))
 }
 
-// pciBars reads the memory BARs of a PCIDEV line's text: bus and devfn,
-// vendor and device, irq, seven resource starts (with the resource flags in
-// the low four bits, as the kernel prints them), seven sizes, and the
-// driver.
+// pciBars returns the memory BARs (and ROM) of a PCIDEV line's text.
 func pciBars(text string) []bar {
-	f := strings.Fields(text)
-	if len(f) < 17 {
+	d, err := trace.ParsePCIDev(text)
+	if err != nil {
 		return nil
 	}
 	var out []bar
-	for i := 0; i < 7; i++ {
-		start, err1 := strconv.ParseUint(f[3+i], 16, 64)
-		size, err2 := strconv.ParseUint(f[10+i], 16, 64)
-		if err1 != nil || err2 != nil || size == 0 || start&1 != 0 { // bit 0: an I/O port BAR
+	for i, start := range d.Start {
+		if d.Size[i] == 0 || start&1 != 0 { // bit 0: an I/O port BAR
 			continue
 		}
-		out = append(out, bar{start &^ 0xf, size})
+		out = append(out, bar{start &^ 0xf, d.Size[i]})
 	}
 	return out
 }

@@ -132,7 +132,7 @@ func plural(n int, what string) string {
 	switch {
 	case n == 1:
 		return "1 " + what
-	case strings.HasSuffix(what, "h"):
+	case strings.HasSuffix(what, "h") || strings.HasSuffix(what, "ss"):
 		return fmt.Sprintf("%d %ses", n, what)
 	}
 	return fmt.Sprintf("%d %ss", n, what)
@@ -175,8 +175,8 @@ func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res trac
 	c := &tr.Counts
 	r, w, u := c.Reads.Load(), c.Writes.Load(), c.Unknown.Load()
 	var b strings.Builder
-	fmt.Fprintf(&b, "mmiotrace: %d accesses (R %d, W %d, UNKNOWN %d) in %d maps, lost 0; %d emulated, %d single-stepped",
-		r+w+u, r, w, u, len(stats), c.Emulated.Load(), c.Stepped.Load())
+	fmt.Fprintf(&b, "mmiotrace: %s (R %d, W %d, UNKNOWN %d) in %s, lost 0; %d emulated, %d single-stepped",
+		plural(int(r+w+u), "access"), r, w, u, plural(len(stats), "map"), c.Emulated.Load(), c.Stepped.Load())
 	b.WriteString("; " + endText(res))
 	if out != "-" {
 		fmt.Fprintf(&b, "; log in %s", out)

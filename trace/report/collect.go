@@ -2,6 +2,7 @@ package report
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"io"
 	"sort"
@@ -72,9 +73,9 @@ type Summary struct {
 
 	Maps    []*MapStats // map groups, in order of appearance
 	Threads []*ThreadStats
-	Events  []*EventStats // tracepoint events by name
-	Marks   []Mark        // the first Limits.Marks marks
-	PCI     []string      // PCIDEV lines
+	Events  []*EventStats  // tracepoint events by name
+	Marks   []Mark         // the first Limits.Marks marks
+	PCI     []trace.PCIDev // the first maxPCI PCIDEV lines
 
 	// Set when a limit lumped maps, threads or events together.
 	OtherMaps, OtherThreads, OtherEvents bool
@@ -107,6 +108,7 @@ type MapStats struct {
 	Phys     uint64
 	Len      uint64
 	Virt     uint64 // of the first map
+	BAR      string // the PCI BAR the map lies in ("01:00.0 BAR0"), if the log says
 	Start    int64  // time of the first MAP
 	Other    bool   // the group of every map past Limits.Maps
 	Reads    uint64 // R and RV
@@ -296,7 +298,9 @@ func (c *Collector) Add(r *trace.Record) {
 	c.live.observe(r)
 	switch r.Kind {
 	case trace.KindPCIDev:
-		c.s.PCI = append(c.s.PCI, r.Text)
+		if d, err := trace.ParsePCIDev(r.Text); err == nil && len(c.s.PCI) < maxPCI {
+			c.s.PCI = append(c.s.PCI, d)
+		}
 	case trace.KindMark:
 		c.s.MarkCount++
 		if len(c.s.Marks) < c.lim.Marks {
@@ -437,7 +441,7 @@ func (c *Collector) mapOf(id uint32) *MapStats {
 			return c.s.other
 		}
 		g = &MapStats{Name: st.name, Watch: key.watch, Phys: st.phys, Len: st.len, Virt: st.virt,
-			Start: st.time, regs: map[uint64]*RegStats{}, tids: map[int32]bool{}}
+			Start: st.time, BAR: c.barOf(st.phys), regs: map[uint64]*RegStats{}, tids: map[int32]bool{}}
 		c.s.groups[key] = g
 		c.s.Maps = append(c.s.Maps, g)
 	}
@@ -447,6 +451,23 @@ func (c *Collector) mapOf(id uint32) *MapStats {
 	}
 	st.group = g
 	return g
+}
+
+// barOf names the PCI BAR that holds phys, from the log's PCIDEV lines.
+func (c *Collector) barOf(phys uint64) string {
+	for _, d := range c.s.PCI {
+		for i, start := range d.Start {
+			start &^= 0xf
+			if d.Size[i] != 0 && d.Start[i]&1 == 0 && phys >= start && phys-start < d.Size[i] {
+				name := fmt.Sprintf("BAR%d", i)
+				if i == 6 {
+					name = "ROM"
+				}
+				return d.Address() + " " + name
+			}
+		}
+	}
+	return ""
 }
 
 // reg returns the register of an access, or nil past Limits.Registers.
@@ -524,6 +545,9 @@ func (c *Collector) thread(tid int32, t int64) *ThreadStats {
 	th.Last = t
 	return th
 }
+
+// maxPCI bounds the PCI devices kept.
+const maxPCI = 256
 
 // maxSets bounds the per-map thread sets and per-thread map sets.
 const maxSets = 256

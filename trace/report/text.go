@@ -72,8 +72,12 @@ func (t *textWriter) header() {
 	parts = append(parts, fmt.Sprintf("%d UNKNOWN", s.Unknown), fmt.Sprintf("%d X", s.Execs),
 		count(s.EventCount, "tracepoint event"), count(s.MarkCount, "mark"))
 	t.printf("     %s\n", strings.Join(parts, ", "))
-	for _, p := range s.PCI {
-		t.printf("     PCI device %s\n", p)
+	for _, d := range s.PCI {
+		t.printf("     PCI device %s %04x:%04x irq %d", d.Address(), d.Vendor, d.Device, d.IRQ)
+		if d.Driver != "" {
+			t.printf(", driver %s", d.Driver)
+		}
+		t.printf("\n")
 	}
 	if t.opt.Regs != "" {
 		t.printf("     registers named by %s\n", t.opt.Regs)
@@ -109,6 +113,9 @@ func mapTitle(m *MapStats) string {
 	}
 	if m.Name != "" {
 		s += " " + m.Name
+	}
+	if m.BAR != "" {
+		s += " (PCI " + m.BAR + ")"
 	}
 	return s
 }
