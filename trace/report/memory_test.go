@@ -1,3 +1,10 @@
+// The memory test measures the heap, which the race detector's shadow
+// memory and instrumentation distort, and reads millions of lines, which
+// it slows tenfold: it runs in the plain test run only. The package has no
+// concurrency for the race run to check.
+
+//go:build !race
+
 package report
 
 import (
