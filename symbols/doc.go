@@ -16,4 +16,10 @@
 //
 // ParseSpec reads the watch SPEC syntax (SYMBOL[+OFF][/LEN][:MODE] or
 // 0xADDR/LEN[:MODE]) and List prints symbols for the CLI.
+//
+// After the program is gone, a Symbolizer names the PCs of a log from its
+// CODE records (which file was mapped where, with its build id): function
+// and offset from the symbol table, file and line from DWARF, reading each
+// file only if its build id is the one the log recorded. BuildID reads
+// that id.
 package symbols

@@ -12,8 +12,9 @@
 // kernel's, one Record at a time in constant memory (ParseText reads a
 // whole one); a TimedReader gives the records without a time of their own
 // one; CopyTimed feeds them to a RecordWriter, such as the output formats
-// of packages trace/ctf and trace/perfetto. Readers and writers are not
-// safe for concurrent use; Buffer is (see its doc).
+// of packages trace/ctf and trace/perfetto, and Copy feeds them as they are
+// (to trace/decode, trace/report). Readers and writers are not safe for
+// concurrent use; Buffer is (see its doc).
 package trace
 
 import (
