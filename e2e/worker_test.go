@@ -35,7 +35,13 @@ type worker struct {
 // startWorker starts worker.c with args and reads its "PID ADDR" line.
 func startWorker(t *testing.T, args ...string) *worker {
 	t.Helper()
-	bin := testenv.BuildC(t, "testdata/worker.c", "-pthread")
+	return startProgram(t, testenv.BuildC(t, "testdata/worker.c", "-pthread"), args...)
+}
+
+// startProgram starts a fixture that talks like worker.c: "PID ADDR" first,
+// then an answer to each command.
+func startProgram(t *testing.T, bin string, args ...string) *worker {
+	t.Helper()
 	w := &worker{t: t, cmd: exec.Command(bin, args...), done: make(chan error, 1)}
 	var err error
 	if w.in, err = w.cmd.StdinPipe(); err != nil {

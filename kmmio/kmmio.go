@@ -360,6 +360,31 @@ func (e *Engine) SetProt(addr, length uint64, prot int) error {
 	return nil
 }
 
+// Fork returns the engine of a copy of the traced address space, the one
+// fork(2) gives a child: the same fault pages, armed as they are here (the
+// child inherited them PROT_NONE), with its protections changed through p.
+// Each probe is replaced by the one copy returns for it (the child's own,
+// with its handlers and Data; its range is the original's). Fork must not be
+// called during a hit.
+func (e *Engine) Fork(p Protector, copy func(*Probe) *Probe) *Engine {
+	c := New(p)
+	for _, old := range e.probes {
+		q := copy(old)
+		q.Addr, q.Len, q.engine = old.Addr, old.Len, c
+		c.probes = append(c.probes, q)
+		for a := pageOf(q.Addr); a < q.End(); a += PageSize {
+			fp := c.pages[a]
+			if fp == nil {
+				orig := e.pages[a]
+				fp = &FaultPage{Addr: a, Prot: orig.Prot, Armed: orig.Armed}
+				c.pages[a] = fp
+			}
+			fp.refs++
+		}
+	}
+	return c
+}
+
 // DisarmAll restores every page's protection, for detaching. The probes
 // stay registered, so ArmAll can arm them again.
 func (e *Engine) DisarmAll() error {

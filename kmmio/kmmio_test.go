@@ -152,3 +152,37 @@ func TestSetProtRearmsAndRecordsProtection(t *testing.T) {
 		t.Fatalf("DisarmAll: %v, prot %d", err, f.prot[0x7000])
 	}
 }
+
+// TestFork: the child's engine has the same pages, armed and with the same
+// protections, without changing any protection; its probes are the copies,
+// and its pages are its own.
+func TestFork(t *testing.T) {
+	f := newFake()
+	e := New(f)
+	a := &Probe{Addr: 0x10ff0, Len: 0x20, Data: "a"}
+	b := &Probe{Addr: 0x11008, Len: 4, Data: "b"}
+	e.Register(a, rw)
+	e.Register(b, ProtRead)
+	fc := newFake()
+	c := e.Fork(fc, func(p *Probe) *Probe { return &Probe{Data: p.Data.(string) + "'"} })
+	if fc.calls != 0 {
+		t.Fatalf("Fork changed %d protections", fc.calls)
+	}
+	if c.Pages() != 2 || !c.Page(0x10000).Armed || c.Page(0x11000).Prot != rw {
+		t.Fatalf("child pages: %d, %+v %+v", c.Pages(), c.Page(0x10000), c.Page(0x11000))
+	}
+	if p := c.ProbeAt(0x11009); p == nil || p.Data != "b'" || p == b {
+		t.Fatalf("child probe at 0x11009: %+v", p)
+	}
+	// The child's pages are released through its own protector, by its
+	// own refcounts.
+	if err := c.Unregister(c.ProbeAt(0x10ff0)); err != nil {
+		t.Fatal(err)
+	}
+	if fc.prot[0x10000] != rw || fc.calls != 1 || c.Page(0x11000) == nil {
+		t.Fatalf("child after unregister: prot %v, %d calls", fc.prot, fc.calls)
+	}
+	if !e.Page(0x10000).Armed || e.Pages() != 2 {
+		t.Fatal("the parent's engine changed")
+	}
+}

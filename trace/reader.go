@@ -368,6 +368,32 @@ func (t *tokens) parse(line []byte) (rec Record, ok bool, err error) {
 		if rec.Text = t.rest(); rec.Text == "" {
 			t.fail(errors.New("no path"))
 		}
+	case "PROC":
+		rec.Kind = KindProc
+		rec.Time = t.time()
+		rec.PID = int32(t.dec())
+		rec.Parent = int32(t.dec())
+		if rec.Text = t.rest(); rec.Text == "" {
+			t.fail(errors.New("no program"))
+		}
+	case "SYS":
+		rec.Kind = KindSyscall
+		rec.Time = t.time()
+		rec.MapID = uint32(t.dec())
+		rec.Phys, rec.Len = t.hex(), t.hex()
+		switch d := t.next(); string(d) {
+		case "R":
+			rec.Dir = DirRead
+		case "W":
+			rec.Dir = DirWrite
+		case "RW":
+			rec.Dir = DirRead | DirWrite
+		default:
+			t.fail(fmt.Errorf("bad direction %q", d))
+		}
+		rec.Text = string(t.next())
+		rec.PC = t.hex()
+		rec.TID = int32(t.dec())
 	default:
 		return rec, false, nil
 	}

@@ -42,6 +42,8 @@ const (
 	KindReadVec                  // extension: a load of a width the kernel format lacks (a vector move)
 	KindWriteVec                 // extension: a store of a width the kernel format lacks
 	KindCode                     // extension: an executable file mapping of a traced process
+	KindProc                     // extension: a traced process image (start, fork, exec)
+	KindSyscall                  // extension: the kernel accessed traced memory in a system call
 )
 
 var kindNames = [...]string{
@@ -49,6 +51,30 @@ var kindNames = [...]string{
 	KindMark: "MARK", KindUnknown: "UNKNOWN", KindPCIDev: "PCIDEV",
 	KindName: "NAME", KindExec: "X", KindEvent: "TP",
 	KindReadVec: "RV", KindWriteVec: "WV", KindCode: "CODE",
+	KindProc: "PROC", KindSyscall: "SYS",
+}
+
+// Dir is the direction of the kernel's access in a SYS record.
+type Dir uint8
+
+// Directions of SYS records. DirRead|DirWrite is a call whose use of the
+// memory mmiotrace does not decode: it may have read and written any of it.
+const (
+	DirRead  Dir = 1 << iota // the kernel read the memory (write(2)'s buffer)
+	DirWrite                 // the kernel wrote it (read(2)'s buffer)
+)
+
+// String returns R, W or RW.
+func (d Dir) String() string {
+	switch d {
+	case DirRead:
+		return "R"
+	case DirWrite:
+		return "W"
+	case DirRead | DirWrite:
+		return "RW"
+	}
+	return fmt.Sprintf("Dir(%d)", uint8(d))
 }
 
 // String returns the kind's keyword in the text format.
@@ -106,6 +132,8 @@ const MaxWidth = 64
 //	TP       Time TID Text (provider:event) Fields
 //	CODE     Time PID Virt (start) Len (end-start) Phys (file offset)
 //	         Value[:Width] (build id, Width 0 if none) Text (path)
+//	PROC     Time PID Parent Text (the program)
+//	SYS      Time MapID Phys Len Dir Text (the system call) PC TID
 //
 // Value holds the accessed bytes in memory order (little endian), Width of
 // them. A Record is a plain value: the tracer loop fills it without
@@ -115,7 +143,7 @@ type Record struct {
 	Width  uint8
 	TID    int32
 	MapID  uint32
-	PID    int32 // CODE: the process
+	PID    int32 // CODE, PROC: the process
 	Time   int64 // CLOCK_MONOTONIC nanoseconds
 	Phys   uint64
 	Virt   uint64
@@ -124,6 +152,8 @@ type Record struct {
 	Value  [MaxWidth]byte
 	Text   string
 	Fields []Field
+	Dir    Dir   // SYS
+	Parent int32 // PROC: the parent's process id
 }
 
 // Field is a named, already rendered value of a tracepoint event.

@@ -124,6 +124,10 @@ func AppendText(b []byte, r *Record) []byte {
 			l.b = hex.AppendEncode(append(l.b, ' '), r.Value[:r.Width])
 		}
 		l.text(r.Text)
+	case KindProc:
+		l.time(r.Time).dec(int64(r.PID)).dec(int64(r.Parent)).text(r.Text)
+	case KindSyscall:
+		l.time(r.Time).dec(id).hex(r.Phys).hex(r.Len).text(r.Dir.String()).text(r.Text).hex(r.PC).dec(tid)
 	}
 	return append(l.b, '\n')
 }

@@ -35,6 +35,10 @@ func TestTextRoundTrip(t *testing.T) {
 		{Kind: KindName, MapID: 3, Text: "counter"},
 		{Kind: KindExec, Time: 7, MapID: 3, Phys: 0x401000, PC: 0x401000, TID: 5},
 		{Kind: KindEvent, Time: 8_000, TID: 6, Text: "net:rx", Fields: []Field{{"len", "64"}, {"dev", "eth 0"}}},
+		{Kind: KindProc, Time: 9_000, PID: 1240, Parent: 1234, Text: "/usr/bin/my driver"},
+		{Kind: KindSyscall, Time: 10_000, MapID: 1, Phys: 0xfebf0010, Len: 0x20, Dir: DirRead, Text: "write", PC: 0x401200, TID: 1234},
+		{Kind: KindSyscall, Time: 11_000, MapID: 2, Phys: 0x10, Len: 0x1000, Dir: DirWrite, Text: "pread64", PC: 0x401200, TID: 1234},
+		{Kind: KindSyscall, Time: 12_000, MapID: 2, Phys: 0x10, Len: 0x8, Dir: DirRead | DirWrite, Text: "ioctl", PC: 0x401200, TID: 1235},
 		{Kind: KindUnmap, Time: 13_000_000_000, MapID: 1, PC: 0x401100, TID: 1234},
 	}
 	var buf bytes.Buffer
@@ -55,6 +59,10 @@ MARK 2.000000 hello world
 NAME 3 counter
 X 0.000000 3 0x401000 0x401000 5
 TP 0.000008 6 net:rx len=64 dev="eth 0"
+PROC 0.000009 1240 1234 /usr/bin/my driver
+SYS 0.000010 1 0xfebf0010 0x20 R write 0x401200 1234
+SYS 0.000011 2 0x10 0x1000 W pread64 0x401200 1234
+SYS 0.000012 2 0x10 0x8 RW ioctl 0x401200 1235
 UNMAP 13.000000 1 0x401100 1234
 `
 	if got := buf.String(); got != want {
@@ -75,7 +83,8 @@ UNMAP 13.000000 1 0x401100 1234
 			a.Time = 0
 		}
 		if a.Kind != b.Kind || a.Time != b.Time || a.MapID != b.MapID || a.Phys != b.Phys || a.Virt != b.Virt || a.Len != b.Len ||
-			a.PC != b.PC || a.TID != b.TID || a.PID != b.PID || a.Value != b.Value || a.Text != b.Text || a.Width != b.Width {
+			a.PC != b.PC || a.TID != b.TID || a.PID != b.PID || a.Value != b.Value || a.Text != b.Text || a.Width != b.Width ||
+			a.Dir != b.Dir || a.Parent != b.Parent {
 			t.Errorf("record %d: got %+v\nwant %+v", i, b, a)
 		}
 		if len(a.Fields) != len(b.Fields) {
@@ -96,6 +105,8 @@ func TestParseRejectsMalformed(t *testing.T) {
 		"UNKNOWN 1.000000 1 0x0 0f,zz,00 0x0 1", "CODE 1.000000 1 0x2000 0x1000 0x0 - /a",
 		"CODE 1.000000 1 0x1000 0x2000 0x0 abc /a", "CODE 1.000000 1 0x1000 0x2000 0x0 -",
 		"MAP 99999999999999999999.000000 1 0x0 0x0 0x0 0x0 1",
+		"SYS 1.000000 1 0x0 0x10 X write 0x0 1", "SYS 1.000000 1 0x0 0x10 R write", "PROC 1.000000 x 1 prog",
+		"PROC 1.000000 1 1",
 	} {
 		if _, _, err := ParseLine(line); err == nil {
 			t.Errorf("ParseLine(%q) accepted a malformed line", line)

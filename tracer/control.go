@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+	"github.com/mmiotrace/mmiotrace/internal/sysfilter"
 )
 
 // RunHelper runs the helper process mmiotrace re-executes itself as (the
@@ -32,11 +33,14 @@ func RunHelper(args []string) (code int, handled bool) {
 
 // spawn starts the command under the seccomp shim and prepares its image.
 func (t *Tracer) spawn() error {
-	s, err := ptrace.Spawn(t.cfg.Self, t.cfg.Argv, t.cfg.Stdio, t.cfg.Env)
+	s, err := ptrace.Spawn(t.cfg.Self, t.cfg.Argv, t.cfg.Stdio, t.cfg.Env, sysfilter.Base(sysfilter.BaseOptions{Brk: len(t.cfg.Select.Ranges) > 0}))
 	if err != nil {
 		return err
 	}
 	t.pid, t.proc, t.spawned = s.PID, s.Proc, true
+	t.parent = os.Getpid()
+	t.procs[t.pid] = t.process
+	t.countProcess(t.pid)
 	t.pidSeen.Store(int64(t.pid))
 	th := t.addThread(t.pid)
 	t.pinThread(th) // threads it creates inherit the affinity
@@ -64,7 +68,9 @@ func (t *Tracer) attach() error {
 	if tracer := tracerOf(pid); tracer != 0 {
 		return fmt.Errorf("process %d is already traced by process %d (a debugger?); detach it first", pid, tracer)
 	}
-	t.pid = pid
+	t.pid, t.parent = pid, parentOf(pid)
+	t.procs[pid] = t.process
+	t.countProcess(pid)
 	// Seize until no new thread appears: threads created by a thread
 	// seized already are attached by the kernel (TRACECLONE).
 	for {
@@ -165,19 +171,21 @@ func (t *Tracer) releaseAll() {
 	t.threads = map[int]*thread{}
 }
 
+// anyHeld returns a held thread running in the current process's memory.
 func (t *Tracer) anyHeld() *thread {
-	if th := t.threads[t.pid]; th != nil && th.held {
+	if th := t.threads[t.pid]; th != nil && th.held && th.proc == t.process {
 		return th
 	}
 	for _, th := range t.threads {
-		if th.held {
+		if th.held && th.proc == t.process {
 			return th
 		}
 	}
 	return nil
 }
 
-// stopOthers stops every running thread but except (nil: all), with
+// stopOthers stops every running thread that runs in the memory of except
+// but except itself (except nil: every thread of every process), with
 // PTRACE_INTERRUPT, and waits until each is stopped (see collect). A
 // thread may report a different stop first (a signal, a fault, a syscall);
 // that stop is queued for the loop, and the thread, which is stopped,
@@ -194,7 +202,7 @@ func (t *Tracer) anyHeld() *thread {
 func (t *Tracer) stopOthers(except *thread) error {
 	waiting := map[int]*thread{}
 	for _, o := range t.threads {
-		if o == except || o.held || o.queued {
+		if o == except || o.held || o.queued || except != nil && o.proc != except.proc {
 			continue
 		}
 		if err := ptrace.Interrupt(o.tid); err != nil {
@@ -326,16 +334,28 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 			}
 			queued[s.tid] = true
 			th.queued, th.held = false, true
+			t.use(th.proc)
 			switch ev := ptrace.Event(s.ws); {
 			case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
 				if msg, err := ptrace.GetEventMsg(s.tid); err == nil {
-					t.adopt(int(msg), ev)
-					again = again || ev == unix.PTRACE_EVENT_CLONE
+					if !t.follow() {
+						t.adopt(int(msg), ev)
+						again = again || ev == unix.PTRACE_EVENT_CLONE
+					} else if err := t.adoptChild(th, int(msg), ev); err != nil && first == nil {
+						first = err
+					} else {
+						again = true // a thread, or a process with pages to restore
+					}
 				}
 			case ev == unix.PTRACE_EVENT_EXEC:
 				// The old image is gone with everything armed in it,
 				// and nothing is armed in the new one yet.
-				if err := t.forgetImage(th); err != nil && first == nil {
+				if th.proc.pid != th.pid {
+					// A vfork child left its parent's memory.
+					p := t.newProcess(th.pid)
+					t.procs[th.pid] = p
+					th.proc = p
+				} else if err := t.forgetImage(th); err != nil && first == nil {
 					first = err
 				}
 			case ev == unix.PTRACE_EVENT_STOP:
@@ -353,29 +373,34 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 	// SIGSEGV or SIGTRAP pending: the kernel reports those stops first.
 	// Detached, it would die of it: take the signal now.
 	for tid, th := range t.threads {
-		if th.held && !queued[tid] && ownSignalPending(t.pid, tid) {
+		if th.held && !queued[tid] && ownSignalPending(th.pid, tid) {
+			t.use(th.proc)
 			if sig := t.takeSignal(th); sig != 0 {
 				sigs[tid] = sig
 			}
 		}
 	}
 	if errors.Is(first, errForced) {
-		t.warn(fmt.Sprintf("forced: threads of process %d that did not stop stay attached until mmiotrace exits", t.pid))
+		t.warn(fmt.Sprintf("forced: threads of process %d that did not stop stay attached until mmiotrace exits", t.root.pid))
 		first = nil
 	}
+	t.use(t.root)
 	if err := t.restoreAllForked(); err != nil && first == nil {
 		first = err
 	}
-	if th := t.anyHeld(); th != nil && t.engine != nil {
-		t.injTID = th.tid
-		if err := t.engine.DisarmAll(); err != nil && first == nil {
+	for _, p := range t.procs {
+		t.use(p)
+		if th := t.anyHeld(); th != nil && t.engine != nil {
+			t.injTID = th.tid
+			if err := t.engine.DisarmAll(); err != nil && first == nil {
+				first = err
+			}
+		} else if t.engine != nil && t.engine.Pages() > 0 && first == nil {
+			first = fmt.Errorf("no thread of process %d stopped: its traced pages could not be restored", t.pid)
+		}
+		if err := t.clearWatches(); err != nil && first == nil {
 			first = err
 		}
-	} else if t.engine != nil && t.engine.Pages() > 0 && first == nil {
-		first = fmt.Errorf("no thread of process %d stopped: its traced pages could not be restored", t.pid)
-	}
-	if err := t.clearWatches(); err != nil && first == nil {
-		first = err
 	}
 	for _, th := range t.threads {
 		t.unpinThread(th)
@@ -453,6 +478,9 @@ func (t *Tracer) ownSignal(tid, sig int) bool {
 
 // ownFault reports whether tid is stopped by a fault on an armed page.
 func (t *Tracer) ownFault(tid int) bool {
+	if th := t.threads[tid]; th != nil {
+		t.use(th.proc)
+	}
 	si, err := ptrace.GetSiginfo(tid)
 	if err != nil || t.engine == nil {
 		return false

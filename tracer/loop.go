@@ -13,8 +13,11 @@ import (
 
 // thread is one traced thread of the program.
 type thread struct {
-	tid  int
-	proc *process // the process it belongs to
+	tid int
+	pid int // its thread group, the process it belongs to
+	// proc is the process whose memory it runs in: its own, or for a vfork
+	// child (until it executes a program or exits) its parent's.
+	proc *process
 	regs unix.PtraceRegs
 	// held: stopped by the tracer (to single-step another thread, or to
 	// detach) and not resumed yet. queued: its latest stop is in
@@ -45,7 +48,7 @@ type thread struct {
 func (t *Tracer) addThread(tid int) *thread {
 	th := t.threads[tid]
 	if th == nil {
-		th = &thread{tid: tid, proc: t.process, fresh: true}
+		th = &thread{tid: tid, pid: t.pid, proc: t.process, fresh: true}
 		t.threads[tid] = th
 	}
 	return th
@@ -81,6 +84,9 @@ func (t *Tracer) loop() error {
 			t.killAll.Store(false)
 			for tid := range t.foreign {
 				unix.Kill(tid, unix.SIGKILL)
+			}
+			for _, th := range t.threads { // the processes followed
+				unix.Kill(th.pid, unix.SIGKILL)
 			}
 		}
 		var s stop
@@ -148,8 +154,7 @@ func (t *Tracer) handle(s stop) error {
 		return t.handleForeign(tid, ws)
 	}
 	if ws.Exited() || ws.Signaled() {
-		t.exited(tid, ws)
-		return nil
+		return t.exited(tid, ws)
 	}
 	if !ws.Stopped() {
 		return nil
@@ -167,14 +172,18 @@ func (t *Tracer) handle(s stop) error {
 	switch ev := ptrace.Event(ws); {
 	case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
 		if msg, err := ptrace.GetEventMsg(tid); err == nil {
-			t.adopt(int(msg), ev)
+			if !t.follow() {
+				t.adopt(int(msg), ev)
+			} else if err := t.adoptChild(th, int(msg), ev); err != nil {
+				return err
+			}
 		}
 		return t.resume(th, 0)
 	case ev == unix.PTRACE_EVENT_EXEC:
 		if err := t.execed(th); err != nil {
 			return err
 		}
-		return t.resume(t.threads[t.pid], 0)
+		return t.resume(t.threads[th.pid], 0)
 	case ev == unix.PTRACE_EVENT_SECCOMP:
 		return t.syscallStop(th)
 	case ev == unix.PTRACE_EVENT_EXIT:
@@ -189,6 +198,11 @@ func (t *Tracer) handle(s stop) error {
 		th.jobStopped = ptrace.IsStopSignal(sig)
 		if th.fresh {
 			th.fresh = false
+			if th.proc.forked && th.tid == th.proc.pid {
+				if err := t.checkForked(th); err != nil {
+					return err
+				}
+			}
 			if err := t.newThreadWatches(th); err != nil {
 				return err
 			}
@@ -216,7 +230,7 @@ func (t *Tracer) resume(th *thread, sig int) error {
 		sig, th.sigs = th.sigs[0], th.sigs[1:]
 	}
 	for _, s := range th.sigs {
-		unix.Tgkill(th.proc.pid, th.tid, syscall.Signal(s))
+		unix.Tgkill(th.pid, th.tid, syscall.Signal(s))
 	}
 	th.sigs = th.sigs[:0]
 	th.held = false
@@ -235,50 +249,64 @@ func ignoreGone(err error) error {
 	return err
 }
 
-// exited forgets a thread that is gone. The program's thread-group leader's
-// status is the program's.
-func (t *Tracer) exited(tid int, ws unix.WaitStatus) {
+// exited forgets a thread that is gone. A process is gone with its
+// thread-group leader, which the kernel reports after every other thread;
+// the program's leader's status is the program's.
+func (t *Tracer) exited(tid int, ws unix.WaitStatus) error {
 	th, ok := t.threads[tid]
 	if !ok {
-		return // a thread that exec discarded, reported late
+		return nil // a thread that exec discarded, reported late
 	}
 	t.use(th.proc)
 	delete(t.threads, tid)
 	t.perfThreadGone(tid)
-	if tid != t.root.pid {
-		return
+	if tid != th.pid {
+		return nil
 	}
-	if ws.Signaled() {
-		t.result.ExitCode = 128 + int(ws.Signal())
-		t.result.Signal = ws.Signal()
-	} else {
-		t.result.ExitCode = ws.ExitStatus()
+	if tid == t.root.pid {
+		if ws.Signaled() {
+			t.result.ExitCode = 128 + int(ws.Signal())
+			t.result.Signal = ws.Signal()
+		} else {
+			t.result.ExitCode = ws.ExitStatus()
+		}
 	}
-	// Other threads of an exiting group may still report; wait for them
-	// only if they exist (a leader that called pthread_exit is reported
-	// last by the kernel, after every other thread).
+	t.uncountProcess(tid)
+	if th.proc.pid != tid {
+		return nil // a vfork child: its parent's memory lives on
+	}
+	return t.processGone(th.proc)
 }
 
-// execed starts over after the program executed a new image: its old
+// execed starts over after a process executed a new image: its old
 // mappings are gone (each traced one gets an UNMAP), the thread that called
-// exec now has the leader's id, and every other thread is gone.
+// exec now has the leader's id, and every other thread is gone. A vfork
+// child leaves its parent's memory for a process of its own.
 func (t *Tracer) execed(th *thread) error {
-	for tid := range t.threads {
-		if tid != t.pid && tid != th.tid {
+	pid := th.pid
+	for tid, o := range t.threads {
+		if o.pid == pid && tid != pid && tid != th.tid {
 			delete(t.threads, tid)
 		}
 	}
 	delete(t.threads, th.tid)
-	leader := t.addThread(t.pid)
+	p := th.proc
+	if p.pid != pid {
+		p = t.newProcess(pid)
+		p.parent, p.leaderMask = th.proc.pid, th.proc.leaderMask
+		t.procs[pid] = p
+	}
+	t.use(p)
+	leader := t.newThread(pid, pid, p)
 	leader.inSys = false
 	var pc uint64
-	if err := ptrace.GetRegs(t.pid, &leader.regs); err == nil {
+	if err := ptrace.GetRegs(pid, &leader.regs); err == nil {
 		pc = leader.regs.Rip
 	}
-	if err := t.dropAllMaps(pc, t.pid); err != nil {
+	if err := t.dropAllMaps(pc, pid); err != nil {
 		return err
 	}
-	if err := t.dropWatches(pc, t.pid); err != nil {
+	if err := t.dropWatches(pc, pid); err != nil {
 		return err
 	}
 	return t.openImage(leader)
@@ -288,8 +316,8 @@ func (t *Tracer) execed(th *thread) error {
 // exec event, becomes the leader, and the old image's mappings and watches
 // are dropped; the new image is not looked at.
 func (t *Tracer) forgetImage(th *thread) error {
-	for tid := range t.threads {
-		if tid != t.pid && tid != th.tid {
+	for tid, o := range t.threads {
+		if o.pid == t.pid && tid != t.pid && tid != th.tid {
 			delete(t.threads, tid)
 		}
 	}
@@ -320,6 +348,10 @@ func (t *Tracer) openImage(th *thread) error {
 	}
 	clear(t.icache)
 	t.injTID = th.tid
+	t.exe = exePath(t.pid)
+	if err := t.emitProc(t.pid, t.parent, t.exe); err != nil {
+		return err
+	}
 	// Where the code is comes first, so that a reader knows the program
 	// before its first access.
 	if err := t.logCode(0, ^uint64(0)); err != nil {
@@ -379,9 +411,11 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 		// A vfork child runs in the program's memory until it execs or
 		// exits: its accesses to armed pages are hits like any thread's,
 		// and so are its int3s.
-		return t.fault(&thread{tid: tid})
+		t.use(t.root)
+		return t.fault(&thread{tid: tid, pid: tid, proc: t.root})
 	case ws.StopSignal() == unix.SIGTRAP && t.vforked[tid]:
-		return t.trap(&thread{tid: tid})
+		t.use(t.root)
+		return t.trap(&thread{tid: tid, pid: tid, proc: t.root})
 	default:
 		sig = int(ws.StopSignal())
 	}

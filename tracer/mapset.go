@@ -155,14 +155,18 @@ func (t *Tracer) addMap(m *Mapping, r Range, pc uint64, tid int) error {
 		return fmt.Errorf("trace %s at %#x: %w", displayPath(m.Path), tm.start, err)
 	}
 	t.nextID++
-	tm.stats = &MapStats{ID: tm.id, Path: displayPath(m.Path), Phys: phys, Virt: tm.start, Len: r.Len}
+	tm.stats = &MapStats{ID: tm.id, PID: t.pid, Path: displayPath(m.Path), Phys: phys, Virt: tm.start, Len: r.Len}
 	t.stats[tm.id] = tm.stats
 	t.order = append(t.order, tm.id)
 	t.insertMap(tm)
 	t.Counts.Maps.Add(1)
-	now := trace.Now()
-	if err := t.emit(&trace.Record{Kind: trace.KindMap, Time: now, MapID: tm.id, Phys: phys,
-		Virt: tm.start, Len: r.Len, PC: pc, TID: int32(tid)}); err != nil {
+	return t.emitMap(tm, trace.Now(), pc, tid)
+}
+
+// emitMap writes the MAP and NAME lines of a traced piece.
+func (t *Tracer) emitMap(tm *tmap, now int64, pc uint64, tid int) error {
+	if err := t.emit(&trace.Record{Kind: trace.KindMap, Time: now, MapID: tm.id, Phys: tm.phys,
+		Virt: tm.start, Len: tm.end - tm.start, PC: pc, TID: int32(tid)}); err != nil {
 		return err
 	}
 	return t.emit(&trace.Record{Kind: trace.KindName, Time: now, MapID: tm.id, Text: tm.stats.Path})

@@ -64,6 +64,10 @@ type Config struct {
 	// which then runs on untraced to its end (see Run), with the failure
 	// that Run will return.
 	Stopped func(error)
+	// NoFollow leaves the processes the program creates untraced (their
+	// pages are restored at their first stop); by default they are traced
+	// (follow.go).
+	NoFollow bool
 }
 
 // Result is how a session ended.
@@ -79,6 +83,7 @@ type Result struct {
 // MapStats counts the accesses to one traced mapping.
 type MapStats struct {
 	ID                     uint32
+	PID                    int // the process whose map it is
 	Path                   string
 	Phys, Virt, Len        uint64
 	Reads, Writes, Unknown uint64
@@ -90,6 +95,8 @@ type Counters struct {
 	Reads, Writes, Unknown atomic.Uint64
 	Emulated, Stepped      atomic.Uint64
 	Maps                   atomic.Int64 // mappings traced now
+	Procs                  atomic.Int64 // processes traced now
+	ProcsSeen              atomic.Int64 // processes traced in the session
 }
 
 // Tracer runs one session. Create it with New, run it with Run.
@@ -105,7 +112,8 @@ type Tracer struct {
 	// address space being worked on.
 	*process
 	root    *process // the program: spawned or attached
-	spawned bool     // we started it: seccomp filter, PTRACE_O_EXITKILL
+	procs   map[int]*process
+	spawned bool // we started it: seccomp filter, PTRACE_O_EXITKILL
 	proc    *os.Process
 
 	threads map[int]*thread
@@ -170,6 +178,11 @@ type process struct {
 	// shadow holds the original bytes under the process's int3s, for
 	// every goroutine that reads its code (the perf reader, too).
 	shadow atomic.Pointer[codeShadow]
+	parent int    // the parent's pid, for PROC lines
+	exe    string // the program it runs
+	// forked: its state was copied from its parent by fork and is checked
+	// against its own maps at its first stop.
+	forked bool
 }
 
 // newProcess returns the tracer's state for process pid, with nothing
@@ -220,6 +233,7 @@ func New(cfg Config) (*Tracer, error) {
 		threads: make(map[int]*thread),
 		stats:   make(map[uint32]*MapStats),
 		pciSeen: make(map[string]bool),
+		procs:   make(map[int]*process),
 		foreign: make(map[int]bool),
 		early:   make(map[int]unix.WaitStatus),
 		vforked: make(map[int]bool),
@@ -327,8 +341,12 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 		err = perr
 	}
 	if err == nil && t.over() && !t.result.Detached {
-		// The program is gone, and its mappings with it.
-		err = t.dropAllMaps(0, t.root.pid)
+		// The processes are gone, and their mappings with them.
+		for _, p := range t.procs {
+			if perr := t.processGone(p); err == nil {
+				err = perr
+			}
+		}
 	}
 	if err != nil && !t.over() {
 		// A tracer failure: leave nothing behind in a live program.
@@ -339,9 +357,12 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 			err = fmt.Errorf("%w (and while cleaning up: %v)", err, derr)
 		}
 	}
-	t.closeMaps()
-	if t.mem != nil {
-		t.mem.Close()
+	for _, p := range t.procs {
+		t.use(p)
+		t.closeMaps()
+		if t.mem != nil {
+			t.mem.Close()
+		}
 	}
 	return t.result, err
 }

@@ -16,7 +16,7 @@ import (
 // NewSpecResolver returns a resolver for specs, named in the log by names
 // (the SPECs as the user wrote them, without their mode).
 func NewSpecResolver(specs []symbols.Spec, names []string) *SpecResolver {
-	return &SpecResolver{specs: specs, names: names, tables: map[string]*symbols.Table{}, placed: map[int]bool{}}
+	return &SpecResolver{specs: specs, names: names, tables: map[string]*symbols.Table{}, placed: map[int]bool{}, warned: map[string]bool{}}
 }
 
 // CheckSpec rejects a SPEC that no watch can serve.
@@ -54,6 +54,10 @@ type SpecResolver struct {
 	names  []string
 	tables map[string]*symbols.Table
 	placed map[int]bool
+	// Warn, if set, receives one line for each SPEC a program lacks (a
+	// child that executed another program), once per SPEC and program.
+	Warn   func(string)
+	warned map[string]bool
 }
 
 func (r *SpecResolver) table(path string) (*symbols.Table, error) {
@@ -113,7 +117,10 @@ func hasSymtab(path string) bool {
 // never mapped).
 func (r *SpecResolver) Pending() int { return len(r.specs) - len(r.placed) }
 
-// Resolve implements WatchResolver.
+// Resolve implements WatchResolver. A symbol the process's program or
+// library lacks is not an error: Check has vetted the program the session
+// starts with, so this is a process that executed another program, which is
+// reported once (Warn) and watched for the other SPECs.
 func (r *SpecResolver) Resolve(pid int) ([]Watch, int, error) {
 	maps, err := ReadMaps(pid)
 	if err != nil {
@@ -121,14 +128,17 @@ func (r *SpecResolver) Resolve(pid int) ([]Watch, int, error) {
 	}
 	exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
 	var out []Watch
+	pending := 0
 	for i, sp := range r.specs {
 		w := Watch{Name: r.names[i], Mode: sp.Mode, Addr: sp.Addr, Len: sp.Len}
 		if sp.Symbol != "" {
-			addr, n, ok, err := r.locate(sp, maps, exe)
+			addr, n, ok, path, err := r.locate(sp, maps, exe)
 			if err != nil {
-				return nil, 0, fmt.Errorf("%s: %w", r.names[i], err)
+				r.missing(r.names[i], path, pid, err)
+				continue
 			}
 			if !ok {
+				pending++
 				continue
 			}
 			w.Addr, w.Len = addr, n
@@ -139,12 +149,26 @@ func (r *SpecResolver) Resolve(pid int) ([]Watch, int, error) {
 		r.placed[i] = true
 		out = append(out, w)
 	}
-	return out, r.Pending(), nil
+	return out, pending, nil
+}
+
+// missing reports, once per SPEC and file, a SPEC that file cannot serve.
+func (r *SpecResolver) missing(name, path string, pid int, err error) {
+	key := name + "\x00" + path
+	if r.warned[key] || r.Warn == nil {
+		return
+	}
+	r.warned[key] = true
+	why := err.Error()
+	if errors.Is(err, symbols.ErrNotFound) {
+		why = "no such symbol"
+	}
+	r.Warn(fmt.Sprintf("watch %s: not in %s (process %d): %s; not watched there", name, path, pid, why))
 }
 
 // locate finds a symbol's run-time address in the mapped files: the
-// executable, or the library named by LIB.
-func (r *SpecResolver) locate(sp symbols.Spec, maps []Mapping, exe string) (uint64, uint64, bool, error) {
+// executable, or the library named by LIB. It returns the file it looked in.
+func (r *SpecResolver) locate(sp symbols.Spec, maps []Mapping, exe string) (uint64, uint64, bool, string, error) {
 	for _, m := range maps {
 		if m.Offset != 0 || !strings.HasPrefix(m.Path, "/") {
 			continue
@@ -154,19 +178,19 @@ func (r *SpecResolver) locate(sp symbols.Spec, maps []Mapping, exe string) (uint
 		}
 		t, err := r.table(m.Path)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, false, m.Path, err
 		}
 		_, addr, n, err := t.Resolve(sp)
 		if err != nil {
-			return 0, 0, false, err
+			return 0, 0, false, m.Path, err
 		}
 		bias, ok := t.BiasOf(m)
 		if !ok {
 			continue
 		}
-		return addr + bias, n, true, nil
+		return addr + bias, n, true, m.Path, nil
 	}
-	return 0, 0, false, nil
+	return 0, 0, false, "", nil
 }
 
 func libMatch(lib, path string) bool {

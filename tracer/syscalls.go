@@ -32,6 +32,9 @@ func (t *Tracer) syscallStop(th *thread) error {
 		if mapsCall(info.Nr()) {
 			th.sys, th.inSys = info, true
 		}
+		if t.othersInMemory(th) && t.copiesMemory(th, info.Nr()) {
+			return t.forkAlone(th)
+		}
 	case ptrace.SyscallExit:
 		if info.Ret() == -int64(unix.EFAULT) && t.engine != nil && t.engine.Pages() > 0 && !t.warnedEFAULT {
 			// Seen in attach mode, where every system call stops.

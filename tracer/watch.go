@@ -35,6 +35,7 @@ type WatchResolver func(pid int) (ready []Watch, pending int, err error)
 // WatchStats counts the hits of one watch.
 type WatchStats struct {
 	Name      string
+	PID       int // the process it was placed in
 	Mode      hwbp.Mode
 	Addr, Len uint64
 	ServedBy  Mechanism
@@ -110,7 +111,7 @@ func (t *Tracer) placeWatches(th *thread) error {
 			continue
 		}
 		st := &watchState{Watch: w, id: t.nextID}
-		st.stats = &WatchStats{Name: w.Name, Mode: w.Mode, Addr: w.Addr, Len: w.Len}
+		st.stats = &WatchStats{Name: w.Name, PID: t.pid, Mode: w.Mode, Addr: w.Addr, Len: w.Len}
 		if err := t.placeOne(st); err != nil {
 			return err
 		}
@@ -124,12 +125,7 @@ func (t *Tracer) placeWatches(th *thread) error {
 			how = fmt.Sprintf("%s %v", how, st.slots)
 		}
 		t.info(fmt.Sprintf("watch %s %v at %#x len %d: %s", w.Name, w.Mode, w.Addr, w.Len, how))
-		now := trace.Now()
-		if err := t.emit(&trace.Record{Kind: trace.KindMap, Time: now, MapID: st.id, Phys: w.Addr, Virt: w.Addr,
-			Len: w.Len, PC: th.regs.Rip, TID: int32(th.tid)}); err != nil {
-			return err
-		}
-		if err := t.emit(&trace.Record{Kind: trace.KindName, Time: now, MapID: st.id, Text: w.Name}); err != nil {
+		if err := t.emitWatchMap(st, trace.Now(), th.regs.Rip, th.tid); err != nil {
 			return err
 		}
 	}
@@ -137,6 +133,15 @@ func (t *Tracer) placeWatches(th *thread) error {
 		return t.programAll()
 	}
 	return nil
+}
+
+// emitWatchMap writes the MAP and NAME lines of a watch.
+func (t *Tracer) emitWatchMap(st *watchState, now int64, pc uint64, tid int) error {
+	if err := t.emit(&trace.Record{Kind: trace.KindMap, Time: now, MapID: st.id, Phys: st.Addr, Virt: st.Addr,
+		Len: st.Len, PC: pc, TID: int32(tid)}); err != nil {
+		return err
+	}
+	return t.emit(&trace.Record{Kind: trace.KindName, Time: now, MapID: st.id, Text: st.Name})
 }
 
 // placeOne gives a watch debug registers, or else an int3 (execute
@@ -274,7 +279,7 @@ func (t *Tracer) mappingOf(addr uint64) *Mapping {
 func (t *Tracer) programAll() error {
 	var running bool
 	for _, th := range t.threads {
-		if !th.held && !th.queued && th.tid != t.injTID {
+		if th.proc == t.process && !th.held && !th.queued && th.tid != t.injTID {
 			running = true
 		}
 	}
@@ -290,6 +295,9 @@ func (t *Tracer) programAll() error {
 	for _, th := range t.threads {
 		if first != nil {
 			break
+		}
+		if th.proc != t.process {
+			continue
 		}
 		var err error
 		if t.perf != nil {
@@ -604,6 +612,9 @@ func (t *Tracer) clearWatches() error {
 		return first
 	}
 	for _, th := range t.threads {
+		if th.proc != t.process {
+			continue
+		}
 		if err := hwbp.Clear(th.tid); ignoreGone(err) != nil && first == nil {
 			first = err
 		}

@@ -709,11 +709,23 @@ func TestUnknownOnDevice(t *testing.T) {
 	}
 }
 
-// TestForkAndExec checks fork and exec: a forked child gets its parent's
-// armed pages back and runs untraced; exec ends every traced mapping with an
-// UNMAP, and the new image's mappings are traced under new ids.
+// TestForkAndExec checks fork and exec: a forked child is traced under a
+// map id of its own; exec ends every traced mapping with an UNMAP, and the
+// new image's mappings are traced under new ids.
 func TestForkAndExec(t *testing.T) {
 	got := mapLines(recordShm(t, testenv.BuildC(t, "testdata/forkexec.c"), "forkexec"), false)
+	sameLines(t, got, []string{
+		"MAP 1", "W 1 0x0 0x11", // the parent
+		"MAP 2", "W 2 0x4 0x22", "R 2 0x4 0x22", "UNMAP 2", // the child's copy, until it exits
+		"UNMAP 1",                                          // exec
+		"MAP 3", "W 3 0x8 0x33", "R 3 0x4 0x22", "UNMAP 3", // the new image, until exit
+	})
+}
+
+// TestForkNoFollow: with --no-follow a forked child gets its parent's armed
+// pages back and runs untraced.
+func TestForkNoFollow(t *testing.T) {
+	got := mapLines(recordShm(t, testenv.BuildC(t, "testdata/forkexec.c"), "forkexec", "--no-follow"), false)
 	sameLines(t, got, []string{
 		"MAP 1", "W 1 0x0 0x11", // the parent; the child's store is not traced
 		"UNMAP 1",                                          // exec
@@ -805,14 +817,15 @@ func TestVforkChild(t *testing.T) {
 }
 
 // recordShm traces prog (given the shm path as its argument) with --map shm
-// and returns the log's records.
-func recordShm(t *testing.T, prog, name string) []trace.Record {
+// and the flags, and returns the log's records.
+func recordShm(t *testing.T, prog, name string, flags ...string) []trace.Record {
 	t.Helper()
 	bin := mmiotraceBin(t)
 	log := filepath.Join(t.TempDir(), name+".log")
 	shm := fmt.Sprintf("/dev/shm/mmiotrace-%s-%d", name, os.Getpid())
 	defer os.Remove(shm)
-	out, err := exec.Command(bin, "record", "-q", "--map", shm, "-o", log, "--", prog, shm).CombinedOutput()
+	args := append([]string{"record", "-q", "--map", shm, "-o", log}, flags...)
+	out, err := exec.Command(bin, append(args, "--", prog, shm)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("record: %v (the fixture's status says where it failed)\n%s", err, out)
 	}

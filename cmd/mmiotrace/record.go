@@ -24,6 +24,12 @@ Without --map or --range, device mappings are traced: /dev/mem, /dev/uio*,
 /sys/devices/**/resource*. In a GLOB, * matches within a path element and **
 any number of elements.
 
+The processes the program creates are traced too, to any depth (fork,
+vfork, posix_spawn, and the programs they execute), each with its own map ids;
+PROC lines in the log say which program each process runs. With -p, the
+children it creates after mmiotrace attached are traced. --no-follow traces
+the program alone.
+
 Ctrl-C detaches from an attached program (which keeps running, with its
 memory as it was); a spawned program receives the signal.
 
@@ -36,6 +42,7 @@ firing goroutine waits for mmiotrace to make room, so no event is lost;
 Examples:
   mmiotrace record -e 'demo:*' -- ./app                 # tracepoints only
   mmiotrace record -- ./uio-driver                      # device maps, to mmiotrace.log
+  mmiotrace record -- sh -c './init-board && ./driver'  # both programs
   mmiotrace record --map '/dev/shm/*' -o - -- ./sim     # a file, log to stdout
   mmiotrace record --range 0x7f0000000000+0x1000 -p 42  # a virtual range
   mmiotrace record -o bar0.log --map '/sys/bus/pci/devices/0000:03:00.0/resource0' -p 42
@@ -55,6 +62,7 @@ func runRecord(args []string) int {
 	tpDiscard := fs.Bool("tp-discard", false, "drop tracepoint events that find the ring full, and count them, rather than make the program wait")
 	quiet := fs.Bool("q", false, "no progress line or summary")
 	noPin := fs.Bool("no-pin", false, "do not run the program's threads on the tracer's CPU (slower hits; see docs/RECORD.md)")
+	noFollow := fs.Bool("no-follow", false, "trace the program alone, not the processes it creates")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -132,14 +140,15 @@ func runRecord(args []string) int {
 	var tps *tracer.TracepointCollector
 	var tr *tracer.Tracer
 	tr, err = tracer.New(tracer.Config{
-		Argv:   argv,
-		PID:    *pid,
-		Self:   self,
-		Env:    env,
-		NoPin:  *noPin,
-		Select: sel,
-		Out:    buf,
-		Warn:   func(s string) { ui.warn(s) },
+		Argv:     argv,
+		PID:      *pid,
+		Self:     self,
+		Env:      env,
+		NoPin:    *noPin,
+		NoFollow: *noFollow,
+		Select:   sel,
+		Out:      buf,
+		Warn:     func(s string) { ui.warn(s) },
 		Started: func(tracee int) {
 			ui.started(tr, tracee, *pid != 0, false)
 			var err error

@@ -78,8 +78,8 @@ func (s *status) start(tr *tracer.Tracer) {
 				rate := float64(n-last) / now.Sub(lastT).Seconds()
 				last, lastT = n, now
 				s.mu.Lock()
-				fmt.Fprintf(s.w, "\r\x1b[Kmmiotrace: %d accesses  %s/s  %d maps  %s",
-					n, human(rate), c.Maps.Load(), now.Sub(begin).Truncate(time.Second))
+				fmt.Fprintf(s.w, "\r\x1b[Kmmiotrace: %d accesses  %s/s  %d maps  %s  %s",
+					n, human(rate), c.Maps.Load(), plural(int(c.Procs.Load()), "process"), now.Sub(begin).Truncate(time.Second))
 				s.drawn = true
 				s.mu.Unlock()
 			}
@@ -175,8 +175,9 @@ func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res trac
 	c := &tr.Counts
 	r, w, u := c.Reads.Load(), c.Writes.Load(), c.Unknown.Load()
 	var b strings.Builder
-	fmt.Fprintf(&b, "mmiotrace: %s (R %d, W %d, UNKNOWN %d) in %s, lost 0; %d emulated, %d single-stepped",
-		plural(int(r+w+u), "access"), r, w, u, plural(len(stats), "map"), c.Emulated.Load(), c.Stepped.Load())
+	procs := c.ProcsSeen.Load()
+	fmt.Fprintf(&b, "mmiotrace: %s (R %d, W %d, UNKNOWN %d) in %s of %s, lost 0; %d emulated, %d single-stepped",
+		plural(int(r+w+u), "access"), r, w, u, plural(len(stats), "map"), plural(int(procs), "process"), c.Emulated.Load(), c.Stepped.Load())
 	b.WriteString("; " + endText(res))
 	if out != "-" {
 		fmt.Fprintf(&b, "; log in %s", out)
@@ -187,9 +188,14 @@ func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res trac
 	}
 	if len(stats) > 0 {
 		sort.SliceStable(stats, func(i, j int) bool { return stats[i].ID < stats[j].ID })
-		fmt.Fprintf(&b, "  %4s %10s %10s %10s %8s  %-18s %-10s %s\n", "map", "accesses", "reads", "writes", "unknown", "phys", "len", "path")
+		// A pid column when several processes were traced.
+		head, pid := "", func(tracer.MapStats) string { return "" }
+		if procs > 1 {
+			head, pid = fmt.Sprintf(" %7s", "pid"), func(m tracer.MapStats) string { return fmt.Sprintf(" %7d", m.PID) }
+		}
+		fmt.Fprintf(&b, "  %4s%s %10s %10s %10s %8s  %-18s %-10s %s\n", "map", head, "accesses", "reads", "writes", "unknown", "phys", "len", "path")
 		for _, m := range stats {
-			fmt.Fprintf(&b, "  %4d %10d %10d %10d %8d  %#-18x %#-10x %s\n", m.ID, m.Reads+m.Writes+m.Unknown,
+			fmt.Fprintf(&b, "  %4d%s %10d %10d %10d %8d  %#-18x %#-10x %s\n", m.ID, pid(m), m.Reads+m.Writes+m.Unknown,
 				m.Reads, m.Writes, m.Unknown, m.Phys, m.Len, m.Path)
 		}
 	}

@@ -41,6 +41,11 @@ SPEC:  SYMBOL[+OFF][/LEN][:MODE]  or  LIB:SYMBOL[...]  or  0xADDR/LEN[:MODE]
 MODE:  rw- (default), -w- (writes), r-- (reads: a read/write watch whose
        stores are filtered out; x86 has no read-only watch), --x (execute)
 
+The processes the program creates are watched too: a fork child (a forking
+server's workers) at the same addresses, a program a process executes after
+resolving the SPECs again in it (a SPEC it lacks is reported once, not an
+error). --no-follow watches the program alone.
+
 LEN defaults to the symbol's size. A symbol without LIB: is looked up in the
 executable; LIB:SYMBOL (LIB a library's file name or part of it) waits for
 that library to be mapped, including by dlopen.
@@ -59,6 +64,7 @@ func runWatch(args []string) int {
 	pid := fs.Int("p", 0, "attach to the running process `PID`")
 	quiet := fs.Bool("q", false, "no progress line or summary")
 	backendName := fs.String("backend", "auto", "`BACKEND`: auto, ptrace, perf or pages (see above)")
+	noFollow := fs.Bool("no-follow", false, "watch the program alone, not the processes it creates")
 	specArgs, argv, code, ok := parseInterleaved(fs, args)
 	if !ok {
 		return code
@@ -117,11 +123,13 @@ func runWatch(args []string) int {
 	}
 	buf := logOut.buf
 	ui := newStatus(os.Stderr, *quiet)
+	res.Warn = ui.warn
 	var tr *tracer.Tracer
 	tr, err = tracer.New(tracer.Config{
 		Argv: argv, PID: *pid, Self: self, Out: buf,
 		Watches:      res.Resolve,
 		WatchBackend: backend,
+		NoFollow:     *noFollow,
 		Info: func(s string) {
 			if !*quiet {
 				ui.note(s)
@@ -157,16 +165,46 @@ func runWatch(args []string) int {
 }
 
 // printWatchStats prints the ksym tracer's table: symbol, access, hits,
-// most hits first.
+// most hits first. A watch placed in several processes (or images) has one
+// row, its hits summed, with the number of processes when more than one.
 func printWatchStats(w *os.File, stats []tracer.WatchStats) {
 	if len(stats) == 0 {
 		return
 	}
+	type row struct {
+		tracer.WatchStats
+		pids map[int]bool
+	}
+	var rows []*row
+	byName := map[string]*row{}
+	for _, s := range stats {
+		r := byName[s.Name]
+		if r == nil {
+			r = &row{WatchStats: s, pids: map[int]bool{}}
+			r.Reads, r.Writes, r.Execs = 0, 0, 0
+			byName[s.Name] = r
+			rows = append(rows, r)
+		}
+		r.Reads += s.Reads
+		r.Writes += s.Writes
+		r.Execs += s.Execs
+		r.pids[s.PID] = true
+	}
+	sum := make([]tracer.WatchStats, len(rows))
+	procs := map[string]int{}
+	for i, r := range rows {
+		sum[i] = r.WatchStats
+		procs[r.Name] = len(r.pids)
+	}
 	bw := bufio.NewWriter(w)
 	tw := tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "symbol\taccess\thits\treads\twrites\tserved by")
-	for _, s := range tracer.SortedWatchStats(stats) {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.Mode, s.Reads+s.Writes+s.Execs, s.Reads, s.Writes, s.ServedBy)
+	for _, s := range tracer.SortedWatchStats(sum) {
+		by := s.ServedBy.String()
+		if n := procs[s.Name]; n > 1 {
+			by += fmt.Sprintf(", in %d processes", n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", s.Name, s.Mode, s.Reads+s.Writes+s.Execs, s.Reads, s.Writes, by)
 	}
 	tw.Flush()
 	bw.Flush()

@@ -43,7 +43,7 @@ func startSleeper(t *testing.T) (*Spawned, uint64, *bufio.Reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	s, err := Spawn(self, []string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil)
+	s, err := Spawn(self, []string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil, nil)
 	w.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func TestSpawnCommandNotFound(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	self, _ := os.Executable()
-	_, err := Spawn(self, []string{"/nonexistent/prog"}, [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, nil)
+	_, err := Spawn(self, []string{"/nonexistent/prog"}, [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/prog") {
 		t.Errorf("Spawn of a missing command: %v", err)
 	}
@@ -216,7 +216,7 @@ func TestInjectAtSeccompStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	s, err := Spawn(self, []string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil)
+	s, err := Spawn(self, []string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil, nil)
 	w.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,8 @@ type Spawned struct {
 
 // Spawn starts argv under ptrace through the seccomp shim (self is the path
 // of the mmiotrace executable, which runs RunShim when given ShimArg), so that
-// only TracedSyscalls stop the tracee. It returns with the program stopped at
+// only the calls filter picks out stop the tracee (TracedSyscalls when filter
+// is nil). It returns with the program stopped at
 // its exec event. The calling goroutine must be locked to its OS thread and
 // make every later ptrace request. env is the program's environment (nil:
 // the tracer's).
@@ -29,7 +30,10 @@ type Spawned struct {
 // killed if the tracer dies (PTRACE_O_EXITKILL): a seccomp filter that
 // returns SECCOMP_RET_TRACE without a tracer would fail the program's mmap
 // calls with ENOSYS.
-func Spawn(self string, argv []string, stdio [3]*os.File, env []string) (*Spawned, error) {
+func Spawn(self string, argv []string, stdio [3]*os.File, env []string, filter []unix.SockFilter) (*Spawned, error) {
+	if filter == nil {
+		filter = traceFilter(TracedSyscalls)
+	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
 		return nil, fmt.Errorf("command %q: %w", argv[0], unwrapExec(err))
@@ -46,7 +50,7 @@ func Spawn(self string, argv []string, stdio [3]*os.File, env []string) (*Spawne
 	}
 	defer readyR.Close()
 	attr := &os.ProcAttr{Files: []*os.File{stdio[0], stdio[1], stdio[2], gateR, readyW}, Env: env}
-	proc, err := os.StartProcess(self, append([]string{self, ShimArg, path}, argv...), attr)
+	proc, err := os.StartProcess(self, append([]string{self, ShimArg, EncodeFilter(filter), path}, argv...), attr)
 	gateR.Close()
 	readyW.Close()
 	if err != nil {
