@@ -185,7 +185,8 @@ func (t *Tracer) anyHeld() *thread {
 }
 
 // stopOthers stops every running thread that runs in the memory of except
-// but except itself (except nil: every thread of every process), with
+// but except itself and parked threads (except nil: every thread of every
+// process), with
 // PTRACE_INTERRUPT, and waits until each is stopped (see collect). A
 // thread may report a different stop first (a signal, a fault, a syscall);
 // that stop is queued for the loop, and the thread, which is stopped,
@@ -202,7 +203,7 @@ func (t *Tracer) anyHeld() *thread {
 func (t *Tracer) stopOthers(except *thread) error {
 	waiting := map[int]*thread{}
 	for _, o := range t.threads {
-		if o == except || o.held || o.queued || except != nil && o.proc != except.proc {
+		if o == except || o.held || o.queued || except != nil && (o.proc != except.proc || o.parked) {
 			continue
 		}
 		if err := ptrace.Interrupt(o.tid); err != nil {
@@ -335,6 +336,18 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 			queued[s.tid] = true
 			th.queued, th.held = false, true
 			t.use(th.proc)
+			// A thread in a bounced call stopped at its exit (done, or
+			// interrupted): what the call wrote goes to the program's
+			// memory and its arguments back to the program's, which a
+			// restarted call then uses.
+			if th.bounce != nil && ptrace.IsSyscallStop(s.ws) {
+				if info, err := ptrace.GetSyscallInfo(s.tid); err == nil && info.Op == ptrace.SyscallExit {
+					if err := t.finishBounce(th, info.Ret()); err != nil && first == nil {
+						first = err
+					}
+				}
+			}
+			th.exposed = nil
 			switch ev := ptrace.Event(s.ws); {
 			case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
 				if msg, err := ptrace.GetEventMsg(s.tid); err == nil {
@@ -390,9 +403,13 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 	}
 	for _, p := range t.procs {
 		t.use(p)
+		p.exposer = nil
 		if th := t.anyHeld(); th != nil && t.engine != nil {
 			t.injTID = th.tid
 			if err := t.engine.DisarmAll(); err != nil && first == nil {
+				first = err
+			}
+			if err := t.unmapScratch(); err != nil && first == nil {
 				first = err
 			}
 		} else if t.engine != nil && t.engine.Pages() > 0 && first == nil {

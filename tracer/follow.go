@@ -217,6 +217,10 @@ func (t *Tracer) forkProcess(th *thread, pid int) (*process, error) {
 	c.inj.SyscallAddr = parent.inj.SyscallAddr
 	c.injTID = pid
 	c.leaderMask = parent.leaderMask
+	c.filters, c.filterInsns, c.syscallStops = parent.filters, parent.filterInsns, parent.syscallStops
+	for _, s := range parent.scratch { // copied too; none is in use there
+		c.scratch = append(c.scratch, &scratch{addr: s.addr, size: s.size})
+	}
 	var err error
 	if c.mem, err = ptrace.OpenMem(pid); err != nil {
 		return nil, err
@@ -343,7 +347,10 @@ func (t *Tracer) checkForked(th *thread) error {
 			}
 		}
 	}
-	return t.syncMaps(0, ^uint64(0), 0, th.tid)
+	if err := t.syncMaps(0, ^uint64(0), 0, th.tid); err != nil {
+		return err
+	}
+	return t.coverArmed()
 }
 
 // covered reports whether [lo, hi) lies inside the mappings.

@@ -63,6 +63,12 @@ func (t *Tracer) fault(th *thread) error {
 		if si.FromKernel() && si.Code == ptrace.SegvAccErr {
 			fp, addr = t.engine.Page(si.Addr), si.Addr
 		}
+		if fp != nil && !fp.Armed {
+			// Taken on the armed page, which a system call of another
+			// thread has had disarmed since (sysmem.go): the thread runs
+			// the instruction again once the page is armed (resume).
+			return t.resume(th, 0)
+		}
 		if fp == nil || !fp.Armed {
 			return t.resume(th, int(unix.SIGSEGV))
 		}

@@ -42,6 +42,16 @@ type thread struct {
 	// said; the tracer lets the thread go without letting it run (see
 	// keepStopped).
 	jobStopped bool
+	// parked: resumed into a system call at whose exit it stops before
+	// running any code (sysmem.go), so it need not be stopped to keep it
+	// off armed pages. Cleared at its next stop.
+	parked bool
+	// bounce and exposed are the served system call it is in, if any;
+	// restartFutex the futex word of its last wait, which restart_syscall
+	// reads again.
+	bounce       *bounce
+	exposed      *exposure
+	restartFutex uint64
 }
 
 // addThread adds a thread of the current process.
@@ -168,6 +178,7 @@ func (t *Tracer) handle(s stop) error {
 	}
 	th := t.threads[tid]
 	t.use(th.proc)
+	th.parked = false
 	sig := ws.StopSignal()
 	switch ev := ptrace.Event(ws); {
 	case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
@@ -178,7 +189,12 @@ func (t *Tracer) handle(s stop) error {
 				return err
 			}
 		}
-		return t.resume(th, 0)
+		err := t.resume(th, 0)
+		// A vfork parent stays in the kernel until its child execs or
+		// exits, and reports VFORK_DONE then: stopping it meanwhile
+		// would wait for the child.
+		th.parked = ev == unix.PTRACE_EVENT_VFORK
+		return err
 	case ev == unix.PTRACE_EVENT_EXEC:
 		if err := t.execed(th); err != nil {
 			return err
@@ -186,6 +202,10 @@ func (t *Tracer) handle(s stop) error {
 		return t.resume(t.threads[th.pid], 0)
 	case ev == unix.PTRACE_EVENT_SECCOMP:
 		return t.syscallStop(th)
+	case ev == unix.PTRACE_EVENT_VFORK_DONE:
+		// The parent of a vfork child, blocked in vfork until the child
+		// left its memory, runs again.
+		return t.resume(th, 0)
 	case ev == unix.PTRACE_EVENT_EXIT:
 		// The thread is exiting; its memory is still there: collect the
 		// perf samples that need it.
@@ -226,6 +246,9 @@ func (t *Tracer) handle(s stop) error {
 // held back while the tracer used the thread (later ones are re-raised). A
 // thread of a program stopped by job control stays stopped (keepStopped).
 func (t *Tracer) resume(th *thread, sig int) error {
+	if err := t.rearmBefore(th); err != nil {
+		return err
+	}
 	if sig == 0 && len(th.sigs) > 0 {
 		sig, th.sigs = th.sigs[0], th.sigs[1:]
 	}
@@ -294,11 +317,14 @@ func (t *Tracer) execed(th *thread) error {
 	if p.pid != pid {
 		p = t.newProcess(pid)
 		p.parent, p.leaderMask = th.proc.pid, th.proc.leaderMask
+		// Its filters are its parent's, inherited at vfork.
+		p.filters, p.filterInsns, p.syscallStops = th.proc.filters, th.proc.filterInsns, th.proc.syscallStops
 		t.procs[pid] = p
 	}
 	t.use(p)
+	p.scratch = nil // gone with the old memory
 	leader := t.newThread(pid, pid, p)
-	leader.inSys = false
+	leader.inSys, leader.bounce, leader.exposed, leader.restartFutex = false, nil, nil, 0
 	var pc uint64
 	if err := ptrace.GetRegs(pid, &leader.regs); err == nil {
 		pc = leader.regs.Rip
@@ -361,7 +387,10 @@ func (t *Tracer) openImage(th *thread) error {
 	if err := t.syncMaps(0, ^uint64(0), 0, th.tid); err != nil {
 		return err
 	}
-	return t.placeWatches(th)
+	if err := t.placeWatches(th); err != nil {
+		return err
+	}
+	return t.coverArmed()
 }
 
 // handleForeign serves a process the program forked. It is not traced, but

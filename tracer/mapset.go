@@ -70,7 +70,7 @@ func (t *Tracer) syncMaps(lo, hi, pc uint64, tid int) error {
 	}
 	for i := range maps {
 		m := &maps[i]
-		if m.End <= lo || m.Start >= hi || m.Path == "[vsyscall]" {
+		if m.End <= lo || m.Start >= hi || m.Path == "[vsyscall]" || t.isScratch(m.Start) {
 			continue
 		}
 		for _, r := range t.cfg.Select.Pieces(m) {

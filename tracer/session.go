@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
+	"github.com/mmiotrace/mmiotrace/internal/sysfilter"
 	"github.com/mmiotrace/mmiotrace/internal/x86"
 	"github.com/mmiotrace/mmiotrace/kmmio"
 	"github.com/mmiotrace/mmiotrace/trace"
@@ -94,9 +95,10 @@ type MapStats struct {
 type Counters struct {
 	Reads, Writes, Unknown atomic.Uint64
 	Emulated, Stepped      atomic.Uint64
-	Maps                   atomic.Int64 // mappings traced now
-	Procs                  atomic.Int64 // processes traced now
-	ProcsSeen              atomic.Int64 // processes traced in the session
+	Maps                   atomic.Int64  // mappings traced now
+	Syscalls               atomic.Uint64 // system calls served on traced memory
+	Procs                  atomic.Int64  // processes traced now
+	ProcsSeen              atomic.Int64  // processes traced in the session
 }
 
 // Tracer runs one session. Create it with New, run it with Run.
@@ -137,20 +139,20 @@ type Tracer struct {
 	// watchPlan says which mechanisms serve watches (planWatches).
 	watchPlan watchPlan
 
-	pidSeen      atomic.Int64            // the pid, for other goroutines
-	foreign      map[int]bool            // fork children: kept running, not traced
-	early        map[int]unix.WaitStatus // first stops of tracees not announced yet
-	vforked      map[int]bool            // vfork children still sharing the program's memory
-	forked       []int                   // fork children whose pages are still armed
-	waker        *wakerConn
-	cancel       atomic.Bool // detach (attached) or kill (spawned): Ctrl-C
-	force        atomic.Bool // stop waiting for threads: a second Ctrl-C
-	killAll      atomic.Bool // kill the program's child processes too
-	abortErr     atomic.Pointer[error]
-	lastSig      [65]atomic.Int64 // when the program last got each signal, unix ns
-	result       Result
-	warnedEFAULT bool
-	err          error
+	pidSeen  atomic.Int64            // the pid, for other goroutines
+	foreign  map[int]bool            // fork children: kept running, not traced
+	early    map[int]unix.WaitStatus // first stops of tracees not announced yet
+	vforked  map[int]bool            // vfork children still sharing the program's memory
+	forked   []int                   // fork children whose pages are still armed
+	waker    *wakerConn
+	cancel   atomic.Bool // detach (attached) or kill (spawned): Ctrl-C
+	force    atomic.Bool // stop waiting for threads: a second Ctrl-C
+	killAll  atomic.Bool // kill the program's child processes too
+	abortErr atomic.Pointer[error]
+	lastSig  [65]atomic.Int64 // when the program last got each signal, unix ns
+	result   Result
+	warned   map[string]bool // warnOnce
+	err      error
 	// outErr is the first error of the log (Out): the session ends as a
 	// tracer failure once the stop at hand is handled.
 	outErr error
@@ -183,6 +185,18 @@ type process struct {
 	// forked: its state was copied from its parent by fork and is checked
 	// against its own maps at its first stop.
 	forked bool
+	// scratch is memory the tracer mapped in it, for bounced system calls
+	// and filter programs.
+	scratch []*scratch
+	// filters are the ranges its seccomp range filters cover (inherited
+	// by its children, kept across exec), of filterInsns instructions in
+	// all; syscallStops: it stops at every system call instead.
+	filters      []sysfilter.Range
+	filterInsns  int
+	syscallStops bool
+	// exposer is the thread whose exposed system call has disarmed pages
+	// of this memory, if any (sysmem.go).
+	exposer *thread
 }
 
 // newProcess returns the tracer's state for process pid, with nothing

@@ -102,7 +102,7 @@ func (t *Tracer) keepStopped(th *thread, sig int) error {
 // see them through their seccomp filter, under PTRACE_CONT, except from a
 // traced syscall's entry to its exit.
 func (t *Tracer) restart(th *thread, sig int) error {
-	if !t.spawned || th.inSys {
+	if !t.spawned || th.inSys || th.proc.syscallStops || th.bounce != nil || th.exposed != nil {
 		return ignoreGone(ptrace.Syscall(th.tid, sig))
 	}
 	return ignoreGone(ptrace.Cont(th.tid, sig))

@@ -1,8 +1,6 @@
 package tracer
 
 import (
-	"fmt"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
@@ -35,15 +33,19 @@ func (t *Tracer) syscallStop(th *thread) error {
 		if t.othersInMemory(th) && t.copiesMemory(th, info.Nr()) {
 			return t.forkAlone(th)
 		}
+		if handled, err := t.serveEntry(th, &info); handled || err != nil {
+			return err
+		}
 	case ptrace.SyscallExit:
-		if info.Ret() == -int64(unix.EFAULT) && t.engine != nil && t.engine.Pages() > 0 && !t.warnedEFAULT {
-			// Seen in attach mode, where every system call stops.
-			t.warnedEFAULT = true
-			t.warn(fmt.Sprintf("a system call of thread %d failed with EFAULT: if it was given a buffer in traced memory, the kernel could not access it (see docs/RECORD.md, Limits)", th.tid))
+		if _, err := t.serveExit(th, info.Ret()); err != nil {
+			return err
 		}
 		if th.inSys {
 			th.inSys = false
 			if err := t.syscallExit(th, info.Ret()); err != nil {
+				return err
+			}
+			if err := t.coverArmed(); err != nil {
 				return err
 			}
 		}

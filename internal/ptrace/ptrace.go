@@ -17,13 +17,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Options every tracee gets: stop on clone, fork, vfork, exec, exit (while
+// Options every tracee gets: stop on clone, fork, vfork (and its end), exec, exit (while
 // the exiting thread's memory still exists) and seccomp events, mark syscall stops with 0x80, and (for spawned tracees) die with
 // the tracer, since a seccomp filter that asks for a tracer must never
 // outlive it.
 const (
 	OptionsAttach = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK |
-		unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACEEXIT
+		unix.PTRACE_O_TRACEVFORKDONE | unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACEEXIT
 	OptionsSpawn = OptionsAttach | unix.PTRACE_O_TRACESECCOMP | unix.PTRACE_O_EXITKILL
 )
 
