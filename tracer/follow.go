@@ -216,7 +216,7 @@ func (t *Tracer) forkProcess(th *thread, pid int) (*process, error) {
 	c.parent, c.exe, c.forked = th.pid, parent.exe, true
 	c.inj.SyscallAddr = parent.inj.SyscallAddr
 	c.injTID = pid
-	c.leaderMask = parent.leaderMask
+	c.leaderMask, c.brk = parent.leaderMask, parent.brk
 	c.filters, c.filterInsns, c.syscallStops = parent.filters, parent.filterInsns, parent.syscallStops
 	for _, s := range parent.scratch { // copied too; none is in use there
 		c.scratch = append(c.scratch, &scratch{addr: s.addr, size: s.size})

@@ -375,6 +375,7 @@ func (t *Tracer) openImage(th *thread) error {
 	clear(t.icache)
 	t.injTID = th.tid
 	t.exe = exePath(t.pid)
+	t.brk = heapEnd(t.pid)
 	if err := t.emitProc(t.pid, t.parent, t.exe); err != nil {
 		return err
 	}

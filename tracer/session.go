@@ -197,6 +197,9 @@ type process struct {
 	// exposer is the thread whose exposed system call has disarmed pages
 	// of this memory, if any (sysmem.go).
 	exposer *thread
+	// brk is the heap's page-aligned end as last seen (0: not yet), for
+	// --range selections over the heap.
+	brk uint64
 }
 
 // newProcess returns the tracer's state for process pid, with nothing

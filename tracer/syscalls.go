@@ -1,6 +1,10 @@
 package tracer
 
 import (
+	"os"
+	"strconv"
+	"strings"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
@@ -27,7 +31,7 @@ func (t *Tracer) syscallStop(th *thread) error {
 	}
 	switch info.Op {
 	case ptrace.SyscallEntry, ptrace.SyscallSeccomp:
-		if mapsCall(info.Nr()) {
+		if mapsCall(info.Nr()) || info.Nr() == unix.SYS_BRK && len(t.cfg.Select.Ranges) > 0 {
 			th.sys, th.inSys = info, true
 		}
 		if t.othersInMemory(th) && t.copiesMemory(th, info.Nr()) {
@@ -119,8 +123,64 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 		return t.syncMaps(addr, addr+length, pc, th.tid)
 	case unix.SYS_MPROTECT:
 		return t.protectRange(a[0], pageAlign(a[1]), int(a[2]))
+	case unix.SYS_BRK:
+		return t.brkMoved(uint64(ret), pc, th.tid)
 	}
 	return nil
+}
+
+// brkMoved follows the heap's break to brk (what brk returned: the new
+// break, or the old one when it failed), for the --range selections over
+// the heap: pages it gains inside a range are traced (a new map id for
+// each growth, as for an adjacent mmap), pages it loses are unmapped (a
+// piece cut in part keeps its id).
+func (t *Tracer) brkMoved(brk, pc uint64, tid int) error {
+	end := pageAlign(brk)
+	old := t.brk
+	t.brk = end
+	lo, hi := min(old, end), max(old, end)
+	if old == 0 || lo == hi {
+		return nil
+	}
+	overlaps := false
+	for _, r := range t.cfg.Select.Ranges {
+		if r.Addr < hi && lo < r.Addr+r.Len {
+			overlaps = true
+		}
+	}
+	if !overlaps {
+		return nil
+	}
+	if end < old {
+		return t.unmapRange(end, old-end, pc, tid)
+	}
+	return t.syncMaps(old, end, pc, tid)
+}
+
+// heapEnd returns the page-aligned end of the process's heap: the end of
+// [heap], or, while there is none, where the heap starts (start_brk, field
+// 47 of /proc/PID/stat).
+func heapEnd(pid int) uint64 {
+	if maps, err := ReadMaps(pid); err == nil {
+		for _, m := range maps {
+			if m.Path == "[heap]" {
+				return m.End
+			}
+		}
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	// Fields after the command: state is field 3, so start_brk (47) is
+	// f[47-3].
+	if len(f) <= 44 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(f[44], 10, 64)
+	return pageAlign(v)
 }
 
 // mayTrace is a cheap filter for new mappings, so that the program's many
