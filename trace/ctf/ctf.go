@@ -239,6 +239,18 @@ func appendFields(b []byte, r *trace.Record) []byte {
 		b = le.AppendUint64(b, r.Phys)
 		b = appendString(b, hex.EncodeToString(r.Value[:r.Width]))
 		b = appendString(b, r.Text)
+	case trace.KindProc:
+		b = le.AppendUint32(b, uint32(r.PID))
+		b = le.AppendUint32(b, uint32(r.Parent))
+		b = appendString(b, r.Text)
+	case trace.KindSyscall:
+		b = le.AppendUint32(b, r.MapID)
+		b = le.AppendUint64(b, r.Phys)
+		b = le.AppendUint64(b, r.Len)
+		b = appendString(b, r.Dir.String())
+		b = appendString(b, r.Text)
+		b = le.AppendUint64(b, r.PC)
+		b = le.AppendUint32(b, uint32(r.TID))
 	}
 	return b
 }

@@ -124,6 +124,11 @@ func checkEvents(t *testing.T, out string, recs []trace.Record) {
 			want = []string{fmt.Sprintf("text = %q", r.Text)}
 		case r.Kind == trace.KindCode:
 			want = []string{fmt.Sprintf("pid = %d", r.PID), fmt.Sprintf("start = 0x%X", r.Virt), fmt.Sprintf("build_id = \"%x\"", r.Value[:r.Width]), fmt.Sprintf("path = %q", r.Text)}
+		case r.Kind == trace.KindProc:
+			want = []string{fmt.Sprintf("pid = %d", r.PID), fmt.Sprintf("ppid = %d", r.Parent), fmt.Sprintf("program = %q", r.Text)}
+		case r.Kind == trace.KindSyscall:
+			want = []string{fmt.Sprintf("map_id = %d", r.MapID), fmt.Sprintf("phys = 0x%X", r.Phys), fmt.Sprintf("len = 0x%X", r.Len),
+				fmt.Sprintf("dir = %q", r.Dir), fmt.Sprintf("syscall = %q", r.Text), fmt.Sprintf("pc = 0x%X", r.PC), fmt.Sprintf("tid = %d", r.TID)}
 		case r.Kind == trace.KindEvent:
 			want = []string{fmt.Sprintf("tid = %d", r.TID), fmt.Sprintf("name = %q", r.Text), fmt.Sprintf("nfields = %d", len(r.Fields))}
 			for _, f := range r.Fields {

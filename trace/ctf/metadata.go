@@ -18,6 +18,8 @@ var eventID = map[trace.Kind]uint16{
 	trace.KindPCIDev:   10,
 	trace.KindName:     11,
 	trace.KindCode:     12,
+	trace.KindProc:     13,
+	trace.KindSyscall:  14,
 }
 
 // Magic is the first word of every CTF packet.
@@ -248,6 +250,32 @@ event {
 		hex64_t offset;
 		string build_id;
 		string path;
+	};
+};
+
+event {
+	name = "PROC";
+	id = 13;
+	stream_id = 0;
+	fields := struct {
+		int32_t pid;
+		int32_t ppid;
+		string program;
+	};
+};
+
+event {
+	name = "SYS";
+	id = 14;
+	stream_id = 0;
+	fields := struct {
+		uint32_t map_id;
+		hex64_t phys;
+		hex64_t len;
+		string dir;
+		string syscall;
+		hex64_t pc;
+		int32_t tid;
 	};
 };
 `

@@ -131,8 +131,43 @@ func (w *Writer) Write(r *trace.Record) error {
 		})
 	case trace.KindCode:
 		w.code(r)
+	case trace.KindProc:
+		w.proc(r)
+	case trace.KindSyscall:
+		w.name = append(append(append(append(w.name[:0], "SYS "...), r.Text...), ' '), r.Dir.String()...)
+		w.instantb(r, w.name, "syscall", 't', func() {
+			w.mapArgs(r.MapID)
+			w.hexv("phys", r.Phys)
+			w.hexv("len", r.Len)
+			w.str("dir", r.Dir.String())
+			w.str("syscall", r.Text)
+			w.hexv("pc", r.PC)
+		})
 	}
 	return w.err
+}
+
+// proc names a process's track after the program a PROC record says it
+// runs (again after an exec), with its parent in an instant.
+func (w *Writer) proc(r *trace.Record) {
+	pid := r.PID
+	if len(w.known) == 0 {
+		w.main = pid
+	}
+	w.known[pid] = true
+	base := filepath.Base(r.Text)
+	if w.procs[pid] != base {
+		w.procs[pid] = base
+		w.meta("process_name", pid, pid, base)
+		w.threads[[2]int32{pid, pid}] = true
+		w.meta("thread_name", pid, pid, base)
+	}
+	rec := *r
+	rec.TID = pid
+	w.instant(&rec, "PROC "+base, "process", 'p', func() {
+		w.int("ppid", int64(r.Parent))
+		w.str("program", r.Text)
+	})
 }
 
 // Close writes a pending record and ends the document.

@@ -170,6 +170,11 @@ func checkAgainstLog(t *testing.T, events []event, src string) {
 			want["i "+r.Text+" "+ts]++
 		case r.Kind == trace.KindEvent:
 			want["i "+r.Text+" "+ts]++
+		case r.Kind == trace.KindSyscall:
+			want[fmt.Sprintf("i SYS %s %v %s", r.Text, r.Dir, ts)]++
+			tids[int64(r.TID)] = true
+		case r.Kind == trace.KindProc:
+			want[fmt.Sprintf("i PROC %s %s", filepath.Base(r.Text), ts)]++
 		case r.Kind == trace.KindMap:
 			maps++
 		}
