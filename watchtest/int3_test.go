@@ -94,39 +94,49 @@ func TestInt3Hot(t *testing.T) {
 }
 
 // TestInt3Fork: the program hits the breakpoint, forks a child that calls
-// the function three times, and calls it again. The child must run
-// unharmed (it inherits the int3 bytes: the tracer restores them, or traces
-// the child) and the parent's calls must be exact.
+// the function three times, and calls it again. The child inherits the
+// int3 bytes with its copy of the text: followed (the default), its calls
+// are watched and exact; with --no-follow, the tracer gives it the
+// original bytes back before it runs, and it runs unharmed (the parent
+// exits 3 if the child does not exit 0).
 func TestInt3Fork(t *testing.T) {
-	exe := buildFix(t)
-	r := watch(t, pages, []string{"tick:--x"}, exe, "fork")
-	addr, _ := r.log.watchRange(t, "tick")
-	xHits(t, r, addr)
-	fx := fixtureX(r.fixture)
-	if len(fx) != 6 || threads(fx) != 2 {
-		t.Fatalf("fixture logged %v, want 3 calls in the parent and 3 in the child", fx)
-	}
-	parent := fx[0].TID
-	var want, child []access
-	for _, a := range fx {
-		if a.TID == parent {
-			want = append(want, a)
-		} else {
-			child = append(child, a)
+	for _, follow := range []bool{true, false} {
+		name, specs := "follow", []string{"tick:--x"}
+		if !follow {
+			name, specs = "no-follow", []string{"--no-follow", "tick:--x"}
 		}
-	}
-	var got, gotChild []access
-	for _, h := range r.log.hits {
-		if h.TID == parent {
-			got = append(got, h)
-		} else {
-			gotChild = append(gotChild, h)
-		}
-	}
-	compareByThread(t, want, got)
-	// An untraced child is not in the trace; a traced one is exact.
-	if len(gotChild) > 0 {
-		compareByThread(t, child, gotChild)
+		t.Run(name, func(t *testing.T) {
+			exe := buildFix(t)
+			r := watch(t, pages, specs, exe, "fork")
+			addr, _ := r.log.watchRange(t, "tick")
+			xHits(t, r, addr)
+			fx := fixtureX(r.fixture)
+			if len(fx) != 6 || threads(fx) != 2 {
+				t.Fatalf("fixture logged %v, want 3 calls in the parent and 3 in the child", fx)
+			}
+			parent := fx[0].TID
+			var want, child, got, gotChild []access
+			for _, a := range fx {
+				if a.TID == parent {
+					want = append(want, a)
+				} else {
+					child = append(child, a)
+				}
+			}
+			for _, h := range xDirs(r.log.hits) {
+				if h.TID == parent {
+					got = append(got, h)
+				} else {
+					gotChild = append(gotChild, h)
+				}
+			}
+			compareByThread(t, want, got)
+			if follow {
+				compareByThread(t, child, gotChild)
+			} else if len(gotChild) > 0 {
+				t.Errorf("--no-follow: the child's calls were traced: %v", gotChild)
+			}
+		})
 	}
 }
 

@@ -77,6 +77,11 @@ func printCheck(w io.Writer, results []feature.Result) {
 		}
 	}
 	tw.Flush()
+	if scope, ok := feature.YamaPtraceScope(); ok {
+		fmt.Fprintf(bw, "\nkernel.yama.ptrace_scope = %d (%s)\n", scope, yamaScopeMeaning(scope))
+	} else {
+		fmt.Fprintln(bw, "\nno Yama: attaching (-p) needs the same user, or CAP_SYS_PTRACE")
+	}
 	fmt.Fprintln(bw, "\nmmiotrace will use:")
 	tw = tabwriter.NewWriter(bw, 0, 4, 2, ' ', 0)
 	use := func(what, how string) { fmt.Fprintf(tw, "  %s\t%s\n", what, how) }
@@ -116,4 +121,17 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// yamaScopeMeaning says what a ptrace_scope value means for -p.
+func yamaScopeMeaning(scope int) string {
+	switch scope {
+	case 0:
+		return "-p attaches to any process of the same user"
+	case 1:
+		return "-p needs CAP_SYS_PTRACE (root) unless the process is a child; spawning works"
+	case 2:
+		return "-p needs CAP_SYS_PTRACE; spawning works"
+	}
+	return "no ptrace attach at all: only spawning may work"
 }
