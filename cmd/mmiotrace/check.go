@@ -133,5 +133,5 @@ func yamaScopeMeaning(scope int) string {
 	case 2:
 		return "-p needs CAP_SYS_PTRACE; spawning works"
 	}
-	return "no ptrace attach at all: only spawning may work"
+	return "ptrace is disabled for everyone: mmiotrace cannot trace here"
 }
