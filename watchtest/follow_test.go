@@ -1,6 +1,10 @@
 package watchtest
 
 import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -57,5 +61,48 @@ func testExecOtherProgram(t *testing.T, b backend) {
 	}
 	if n := strings.Count(r.stderr, "watch shared/8: not in "); n != 1 {
 		t.Errorf("shared/8 reported %d times as missing, want once\n%s", n, r.stderr)
+	}
+}
+
+// TestWatchWriteBuffer watches a global whose page holds a buffer the
+// program hands to write(2) and read(2): the program's output must be the
+// untraced run's, every hit on the global must be logged, and the kernel's
+// accesses to the page outside the watch are not.
+func TestWatchWriteBuffer(t *testing.T) {
+	eachBackend(t, testWatchWriteBuffer)
+}
+
+func testWatchWriteBuffer(t *testing.T, b backend) {
+	exe := testenv.BuildC(t, "testdata/tree.c")
+	want, err := exec.Command(exe, "write").Output()
+	if err != nil {
+		t.Fatalf("untraced: %v", err)
+	}
+	dir := t.TempDir()
+	flog, tlog := filepath.Join(dir, "fixture.log"), filepath.Join(dir, "trace.log")
+	cmd := exec.Command(cli(t), "watch", "--backend", b.name, "-o", tlog, "shared/8", "--", exe, "write")
+	cmd.Env = append(os.Environ(), "WT_LOG="+flog)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	got, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("watch: %v\n%s", err, stderr.String())
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("output traced:\n%s\nuntraced:\n%s", got, want)
+	}
+	log, err := os.ReadFile(tlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wl := parseWatchLog(t, log)
+	compareByThread(t, readFixtureLog(t, flog), wl.hits)
+	if n := len(wl.hits); n != 15 {
+		t.Errorf("%d hits, want 15 (3 rounds of 2 increments and a read)", n)
+	}
+	// The kernel read and wrote the buffer, on the watched page, but not
+	// the watched word.
+	if bytes.Contains(log, []byte("\nSYS ")) {
+		t.Errorf("SYS records for accesses outside the watch:\n%s", log)
 	}
 }
