@@ -9,9 +9,12 @@
  *                   mprotect per access)
  *   ptrace N        a raw ptrace stop/resume round trip: a child executes
  *                   int3 N times, the parent resumes it each time
- *   syscalls N [traced]  N getppid() system calls; with "traced", first wait
- *                   until a tracer has attached (for `record -p`, which
- *                   stops the program at every system call)
+ *   sys KIND N FILE [traced]  N system calls, with FILE mapped shared (to
+ *                   trace): KIND getppid (no memory), pread (64 bytes of
+ *                   /dev/zero into a stack buffer: memory, not traced) or
+ *                   pread-map (into the mapping: traced memory); with
+ *                   "traced", first wait until a tracer has attached (for
+ *                   `record -p`)
  *
  * Each prints one line: "<mode> <ns per access>".
  */
@@ -84,8 +87,11 @@ int main(int argc, char **argv) {
 		printf("%s %.1f\n", argv[1], (t1 - t0) / n);
 		return s == 12345678 ? 3 : 0;
 	}
-	if (!strcmp(argv[1], "syscalls")) {
-		if (argc > 3) { /* wait for the tracer */
+	if (!strcmp(argv[1], "sys") && argc >= 5) {
+		const char *kind = argv[2];
+		n = atol(argv[3]);
+		volatile uint32_t *p = map_file(argv[4]);
+		if (argc > 5) { /* wait for the tracer */
 			for (;;) {
 				char buf[4096];
 				FILE *f = fopen("/proc/self/status", "r");
@@ -98,10 +104,19 @@ int main(int argc, char **argv) {
 			}
 			usleep(100000); /* let the tracer finish attaching */
 		}
+		int fd = open("/dev/zero", O_RDONLY);
+		char stack[64];
+		char *buf = !strcmp(kind, "pread-map") ? (char *)p + 512 : stack;
+		int mem = strcmp(kind, "getppid") != 0;
 		double t0 = now();
-		for (long i = 0; i < n; i++) getppid();
+		for (long i = 0; i < n; i++) {
+			if (!mem)
+				getppid();
+			else if (pread(fd, buf, 64, 0) != 64)
+				return 4;
+		}
 		double t1 = now();
-		printf("syscalls %.1f\n", (t1 - t0) / n);
+		printf("%s %.1f\n", kind, (t1 - t0) / n);
 		return 0;
 	}
 	if (!strcmp(argv[1], "ptrace")) {

@@ -30,18 +30,27 @@ rec_pinned=$(median "$out/mmiotrace" record -q --map "$shm" -o /dev/null -- "$ou
 rec_free=$(median "$out/mmiotrace" record -q --no-pin --map "$shm" -o /dev/null -- "$out/loop" loop "$N" "$shm")
 rec_log=$(median "$out/mmiotrace" record -q --map "$shm" -o "$out/log" -- "$out/loop" loop "$N" "$shm")
 
-# attach mode: the program stops at every system call
-sys_free=$(median "$out/loop" syscalls 200000)
-attached() {
-	"$out/loop" syscalls "$N" traced > "$out/sys.out" &
+# System calls: one without memory (getppid: the seccomp cache lets it
+# through), one with memory that is not traced (pread into a stack buffer:
+# the range filter runs), one into the traced mapping (pread: served, with
+# a bounce). Untraced, spawned (seccomp filters) and attached (a stop at
+# every call), in the same run.
+attached() { # kind n
+	"$out/loop" sys "$1" "$2" "$shm" traced > "$out/sys.out" &
 	local pid=$!
 	sleep 0.05
 	"$out/mmiotrace" record -q --map "$shm" -o /dev/null -p "$pid" 2>/dev/null
 	wait "$pid"
 	cat "$out/sys.out"
 }
-sys_att=$(median attached)
-sys_spawn=$(median "$out/mmiotrace" record -q --map "$shm" -o /dev/null -- "$out/loop" syscalls 200000)
+declare -A sys_free sys_spawn sys_att
+for kind in getppid pread pread-map; do
+	n=200000
+	[ "$kind" = pread-map ] && n=$((N / 4))
+	sys_free[$kind]=$(median "$out/loop" sys "$kind" 200000 "$shm")
+	sys_spawn[$kind]=$(median "$out/mmiotrace" record -q --map "$shm" -o /dev/null -- "$out/loop" sys "$kind" "$n" "$shm")
+	sys_att[$kind]=$(median attached "$kind" $((n / 10 + 1)))
+done
 
 us() { awk -v n="$1" 'BEGIN {printf "%.2f", n/1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
@@ -58,8 +67,14 @@ echo "| **mmiotrace record** (default: one CPU), log to /dev/null | **$(us "$rec
 echo "| mmiotrace record, log to a file | $(us "$rec_log") | |"
 echo "| mmiotrace record --no-pin | $(us "$rec_free") | $(ratio "$rec_free" "$rt_free")x the unpinned round trip |"
 echo
-echo "| system call (getppid) | µs per call |"
-echo "| --- | ---: |"
-echo "| untraced | $(us "$sys_free") |"
-echo "| under \`record -p\` (syscall stops) | $(us "$sys_att") |"
-echo "| under \`record -- CMD\` (seccomp filter: no stop) | $(us "$sys_spawn") |"
+echo "| system call | untraced µs | \`record -- CMD\` (filters) µs | ratio | \`record -p\` (stops) µs | ratio |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+for kind in getppid pread pread-map; do
+	what=$kind
+	case $kind in
+	getppid) what="getppid (no memory)" ;;
+	pread) what="pread 64 B into the stack (untraced memory)" ;;
+	pread-map) what="pread 64 B into the traced mapping (served)" ;;
+	esac
+	echo "| $what | $(us "${sys_free[$kind]}") | $(us "${sys_spawn[$kind]}") | $(ratio "${sys_spawn[$kind]}" "${sys_free[$kind]}")x | $(us "${sys_att[$kind]}") | $(ratio "${sys_att[$kind]}" "${sys_free[$kind]}")x |"
+done
