@@ -219,24 +219,9 @@ WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<150)
 	// Traced, one statement at a time, a snapshot and a mark after each.
 	log := filepath.Join(dir, "trace.log")
 	cmd := exec.Command(testenv.BuildCLI(t), "record", "--map", b, "-o", log, "--", "sqlite3", b)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = outW
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	outW.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done; done <- nil })
+	in, out, done := startPiped(t, cmd)
 	var pid string
 	waitFor(t, "the session's start line", func() bool {
 		m := regexp.MustCompile(`tracing PID (\d+)`).FindStringSubmatch(stderr.String())
@@ -253,7 +238,6 @@ WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<150)
 		return d
 	}
 	snaps := [][]byte{snap()}
-	out := bufio.NewReader(outR)
 	var got strings.Builder
 	for i, s := range statements {
 		fmt.Fprintf(in, "%s\nSELECT 'done-%d';\n", s, i)

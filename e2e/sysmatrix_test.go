@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,23 +77,7 @@ func TestSyscallMatrix(t *testing.T) {
 // and returns its output (without the "PID ADDR" line).
 func matrixAttached(t *testing.T, bin, target, dir, expect, tlog string, sel []string) []byte {
 	cmd := exec.Command(bin, target, dir, expect, "wait")
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = outW
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	outW.Close()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-done; done <- nil })
-	out := bufio.NewReader(outR)
+	in, out, done := startPiped(t, cmd)
 	first, err := out.ReadString('\n')
 	if err != nil {
 		t.Fatalf("fixture: %v", err)
@@ -200,4 +185,29 @@ func lineDiff(want, got string) string {
 		fmt.Fprintf(&b, "%s want %-50.100s got %.100s\n", mark, wl, gl)
 	}
 	return b.String()
+}
+
+// startPiped starts cmd with pipes to its stdin and from its stdout (an
+// os.Pipe, which Wait does not close under the reader), and kills it at the
+// test's end. done receives Wait's result (put it back after taking it).
+func startPiped(t *testing.T, cmd *exec.Cmd) (io.WriteCloser, *bufio.Reader, chan error) {
+	t.Helper()
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = outW
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outW.Close()
+	t.Cleanup(func() { outR.Close() })
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done; done <- nil })
+	return in, bufio.NewReader(outR), done
 }

@@ -41,7 +41,7 @@ func (t *Tracer) syscallStop(th *thread) error {
 			return err
 		}
 	case ptrace.SyscallExit:
-		if _, err := t.serveExit(th, info.Ret()); err != nil {
+		if err := t.serveExit(th, info.Ret()); err != nil {
 			return err
 		}
 		if th.inSys {

@@ -157,25 +157,22 @@ func (t *Tracer) serveEntry(th *thread, info *ptrace.SyscallInfo) (bool, error) 
 	return true, t.expose(th, &call, pages, pc)
 }
 
-// serveExit finishes a served call at its exit stop; it reports whether the
-// thread was in one.
-func (t *Tracer) serveExit(th *thread, ret int64) (bool, error) {
+// serveExit finishes the served call th is in, if any, at its exit stop.
+func (t *Tracer) serveExit(th *thread, ret int64) error {
 	switch {
 	case th.bounce != nil:
-		b := th.bounce
 		if ret == -errRestartBlock {
 			// The kernel restarts the call from what it saved, our
 			// scratch pointers: keep them, finish at restart_syscall's
 			// exit.
-			b.saved = true
-			return false, t.restoreArgs(th, b.args)
+			th.bounce.saved = true
+			return t.restoreArgs(th, th.bounce.args)
 		}
-		err := t.finishBounce(th, ret)
-		return false, err
+		return t.finishBounce(th, ret)
 	case th.exposed != nil:
-		return false, t.endExposure(th, ret)
+		return t.endExposure(th, ret)
 	}
-	return false, nil
+	return nil
 }
 
 // serveRestart handles restart_syscall, which resumes an interrupted call
@@ -265,7 +262,7 @@ func (t *Tracer) bounceCall(th *thread, call *sysmem.Call, args [6]uint64, pc ui
 			continue
 		}
 		if !allowed {
-			return true, t.resumeAfterEntry(th)
+			return true, t.resume(th, 0)
 		}
 		// A moved piece's parent holds its pointer: it moves too.
 		for j := i; j >= 0 && !move[j]; j = call.Pieces[j].Parent {
@@ -296,11 +293,13 @@ func (t *Tracer) bounceCall(th *thread, call *sysmem.Call, args [6]uint64, pc ui
 		}
 	}
 	// Copy in what the kernel reads, with the moved pieces' pointers
-	// rewritten in their parents' copies.
+	// rewritten in their parents' copies; and the structures the kernel
+	// writes in part (a message's control buffer, padding and all), whose
+	// other bytes are copied back as they were.
 	data := make([][]byte, n)
 	for i, m := range move {
 		p := &call.Pieces[i]
-		if !m || p.Dir&sysmem.Read == 0 {
+		if !m || p.Dir&sysmem.Read == 0 && exactOut(p.Out.Kind) {
 			continue
 		}
 		data[i] = make([]byte, p.Len)
@@ -347,6 +346,12 @@ func (t *Tracer) bounceCall(th *thread, call *sysmem.Call, args [6]uint64, pc ui
 	th.bounce = b
 	th.parked = true
 	return true, t.resumeInSyscall(th)
+}
+
+// exactOut reports the outputs whose written part the return value says
+// exactly (a read's data), which need no copy in.
+func exactOut(k sysmem.OutKind) bool {
+	return k == sysmem.OutRet || k == sysmem.OutSpread || k == sysmem.OutElems
 }
 
 // finishBounce copies what the kernel wrote back to the program's memory,
@@ -848,9 +853,6 @@ func (t *Tracer) resumeInSyscall(th *thread) error {
 	th.held = false
 	return ignoreGone(ptrace.Syscall(th.tid, 0))
 }
-
-// resumeAfterEntry resumes th from a call's entry without serving it.
-func (t *Tracer) resumeAfterEntry(th *thread) error { return t.resume(th, 0) }
 
 // logSyscall writes SYS records for the part of [addr, addr+n) inside
 // traced maps and page-protection watches.

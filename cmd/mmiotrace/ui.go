@@ -178,6 +178,9 @@ func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res trac
 	procs := c.ProcsSeen.Load()
 	fmt.Fprintf(&b, "mmiotrace: %s (R %d, W %d, UNKNOWN %d) in %s of %s, lost 0; %d emulated, %d single-stepped",
 		plural(int(r+w+u), "access"), r, w, u, plural(len(stats), "map"), plural(int(procs), "process"), c.Emulated.Load(), c.Stepped.Load())
+	if n := c.Syscalls.Load(); n > 0 {
+		fmt.Fprintf(&b, "; %s on traced memory served", plural(int(n), "system call"))
+	}
 	b.WriteString("; " + endText(res))
 	if out != "-" {
 		fmt.Fprintf(&b, "; log in %s", out)
