@@ -67,17 +67,20 @@ func (t *Tracer) passOn(s stop) error {
 			t.adopt(int(msg), ev)
 		}
 	case ev == unix.PTRACE_EVENT_EXEC && !t.foreign[tid]:
-		// Every other thread is gone; the one that called exec is the
-		// leader now.
-		for other := range t.threads {
-			if other != t.pid && other != tid {
-				delete(t.threads, other)
+		// Every other thread of its process is gone; the one that called
+		// exec is the leader now.
+		if th := t.threads[tid]; th != nil {
+			pid := th.pid
+			for other, o := range t.threads {
+				if o.pid == pid && other != pid && other != tid {
+					delete(t.threads, other)
+				}
 			}
-		}
-		if th := t.threads[tid]; th != nil && tid != t.pid {
-			delete(t.threads, tid)
-			th.tid = t.pid
-			t.threads[t.pid] = th
+			if tid != pid {
+				delete(t.threads, tid)
+				th.tid = pid
+				t.threads[pid] = th
+			}
 		}
 	case ev == unix.PTRACE_EVENT_STOP && ptrace.IsStopSignal(ws.StopSignal()):
 		return t.keepStopped(&thread{tid: tid}, 0)
