@@ -185,6 +185,27 @@ const (
 // else fall through. id makes its labels unique.
 func checkReach(a *asm, id string, r sysmem.Reach, ranges []Range) {
 	huge, next := id+".huge", id+".next"
+	// Quick answers for most calls: a pointer at or past every range's
+	// end (the stack, above the mappings) reaches none; nor does one 8 GiB
+	// or more below every range's start with a length under 4 GiB (the
+	// heap, far below them).
+	maxEnd, minStart := ranges[0].End, ranges[0].Start
+	for _, rg := range ranges[1:] {
+		maxEnd, minStart = max(maxEnd, rg.End), min(minStart, rg.Start)
+	}
+	ptrBelow(a, r.Ptr, maxEnd, next)
+	if hi := uint32(minStart >> 32); hi >= 2 {
+		full := id + ".full"
+		a.ld(argHi(r.Ptr))
+		a.jmp(unix.BPF_JGE, hi-1, full, "")
+		if r.LenArg >= 0 {
+			a.ld(argHi(r.LenArg))
+			a.jmp(unix.BPF_JEQ, 0, next, full)
+		} else {
+			a.goTo(next)
+		}
+		a.label(full)
+	}
 	// len into M[mLenHi]:M[mLenLo]; "huge" when it does not fit 64 bits
 	// (or, scaled, 32 bits).
 	switch {
