@@ -1,12 +1,15 @@
 // Package tracer is the tracer behind `mmiotrace record`: the user-space
 // counterpart of the kernel's mmiotrace. It spawns or attaches to a program,
-// follows all of its threads, finds the mappings to trace (the ioremap hook:
-// /proc/PID/maps at start, then every mmap, munmap, mremap and mprotect),
-// arms them with package kmmio, and turns every access the program makes to
-// them into R, W (RV, WV for vector widths) and UNKNOWN records, in program
-// order per thread. It also logs where the program's code is (CODE records:
-// every executable file mapping with its build id, at start, after exec and
-// after each mmap with PROT_EXEC), so that PCs can be symbolized later.
+// follows all of its threads and the processes it creates (follow.go),
+// finds the mappings to trace (the ioremap hook: /proc/PID/maps at start,
+// then every mmap, munmap, mremap, mprotect and brk), arms them with package
+// kmmio, and turns every access the program makes to them into R, W (RV, WV
+// for vector widths) and UNKNOWN records, in program order per thread.
+// System calls given armed memory are served, so that the kernel reaches
+// it, and logged as SYS records (sysmem.go). It also logs where the
+// program's code is (CODE records: every executable file mapping with its
+// build id, at start, after exec and after each mmap with PROT_EXEC), so
+// that PCs can be symbolized later.
 //
 // # Executing a faulting access
 //
