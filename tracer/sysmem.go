@@ -277,7 +277,7 @@ func (t *Tracer) bounceCall(th *thread, call *sysmem.Call, args [6]uint64, pc ui
 			size += (call.Pieces[i].Len + 15) &^ 15
 		}
 	}
-	if size > maxBounce {
+	if size > maxBounce || !t.writableOutside(call, move) {
 		return false, nil
 	}
 	buf, err := t.scratchFor(th, size)
@@ -348,6 +348,38 @@ func (t *Tracer) bounceCall(th *thread, call *sysmem.Call, args [6]uint64, pc ui
 	return true, t.resumeInSyscall(th)
 }
 
+// writableOutside reports whether the parts of the moved pieces the kernel
+// writes that lie outside the tracer's pages (a buffer that runs from a
+// traced page into the next mapping) are memory the program may write: the
+// copy back at the call's exit cannot fail there halfway, as the kernel's
+// own copy would have. It reads /proc/PID/maps only for such pieces, which
+// are rare.
+func (t *Tracer) writableOutside(call *sysmem.Call, move []bool) bool {
+	var maps []Mapping
+	for i, m := range move {
+		p := &call.Pieces[i]
+		if !m || p.Dir&sysmem.Write == 0 || p.Parent >= 0 && t.engine.Page(p.Addr) == nil {
+			continue
+		}
+		for a := p.Addr &^ (pageSize - 1); a < p.Addr+p.Len; a += pageSize {
+			if t.engine.Page(a) != nil {
+				continue
+			}
+			if maps == nil {
+				var err error
+				if maps, err = ReadMaps(t.pid); err != nil {
+					return false
+				}
+			}
+			i := slices.IndexFunc(maps, func(m Mapping) bool { return m.Start <= a && a < m.End })
+			if i < 0 || maps[i].Prot()&protWrite == 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // exactOut reports the outputs whose written part the return value says
 // exactly (a read's data), which need no copy in.
 func exactOut(k sysmem.OutKind) bool {
@@ -408,9 +440,8 @@ func (t *Tracer) restoreArgs(th *thread, args [6]uint64) error {
 	return ignoreGone(ptrace.SetRegs(th.tid, &regs))
 }
 
-// copyIn reads the program's bytes at addr, through the alias of a traced
-// shared mapping where there is one (device memory gets the kernel's kind
-// of access), else through /proc/PID/mem.
+// copyIn reads the program's bytes at addr as the kernel would for the
+// program (copyProgram).
 func (t *Tracer) copyIn(d []byte, addr uint64) error {
 	return t.copyProgram(d, addr, false)
 }
@@ -420,6 +451,13 @@ func (t *Tracer) copyOut(d []byte, addr uint64) error {
 	return t.copyProgram(d, addr, true)
 }
 
+// copyProgram reads (or writes) the program's memory at addr: through the
+// alias of a traced shared mapping where there is one (device memory gets
+// the kernel's kind of access), through /proc/PID/mem on the other pages of
+// ours (armed or disarmed for a call; the program's protection there was
+// checked), and with process_vm_readv/writev elsewhere, which honours the
+// program's protections as the kernel's own copy would: a part the program
+// could not have handed to the kernel fails (EFAULT).
 func (t *Tracer) copyProgram(d []byte, addr uint64, write bool) error {
 	for len(d) > 0 {
 		n := len(d)
@@ -443,16 +481,48 @@ func (t *Tracer) copyProgram(d []byte, addr uint64, write bool) error {
 				break
 			}
 		}
+		// Up to where the pages stop (or start) being ours.
+		ours := t.engine.Page(addr) != nil
+		for a := addr&^(pageSize-1) + pageSize; a < addr+uint64(n); a += pageSize {
+			if (t.engine.Page(a) != nil) != ours {
+				n = int(a - addr)
+				break
+			}
+		}
 		var err error
-		if write {
+		switch {
+		case ours && write:
 			err = t.mem.WriteAt(d[:n], addr)
-		} else {
+		case ours:
 			err = t.mem.ReadAt(d[:n], addr)
+		default:
+			err = t.vmCopy(d[:n], addr, write)
 		}
 		if err != nil {
 			return err
 		}
 		d, addr = d[n:], addr+uint64(n)
+	}
+	return nil
+}
+
+// vmCopy copies between d and the program's memory at addr with
+// process_vm_readv or process_vm_writev, all of it or an error.
+func (t *Tracer) vmCopy(d []byte, addr uint64, write bool) error {
+	local := []unix.Iovec{{Base: &d[0], Len: uint64(len(d))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(d)}}
+	var n int
+	var err error
+	if write {
+		n, err = unix.ProcessVMWritev(t.pid, local, remote, 0)
+	} else {
+		n, err = unix.ProcessVMReadv(t.pid, local, remote, 0)
+	}
+	if err == nil && n != len(d) {
+		err = syscall.EFAULT
+	}
+	if err != nil {
+		return fmt.Errorf("process %d memory at %#x: %w", t.pid, addr, err)
 	}
 	return nil
 }

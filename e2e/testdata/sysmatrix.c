@@ -376,10 +376,19 @@ static void calls(void)
 	show("blocking read", r, B + 0x3100, 16);
 	pthread_join(lw, NULL);
 
-	// a buffer that runs off the mapping's end into unmapped memory
+	// buffers that run off the mapping's end into unmapped memory
 	want("write", "R", B + SIZE - 8, 8);
 	r = syscall(SYS_write, p[1], B + SIZE - 8, 16);
 	show("write off the end", r, NULL, 0);
+	if (write(p[1], "0123456789abcdef", 16) != 16)
+		exit(2);
+	memset(B + SIZE - 8, 0, 8);
+	// Run exposed (the buffer runs out of the traced pages into memory
+	// the kernel cannot write): it fails as untraced, having written half.
+	r = syscall(SYS_read, p[0], B + SIZE - 8, 16);
+	show("read off the end", r, B + SIZE - 8, 8);
+	r = read(p[0], tmp, sizeof tmp);
+	show("read the rest", r, tmp, r > 0 ? r : 0);
 	close(fd);
 }
 
