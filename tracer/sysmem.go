@@ -415,7 +415,12 @@ func (t *Tracer) finishBounce(th *thread, ret int64) error {
 						return fmt.Errorf("bounce %s: %w", b.call.Name, err)
 					}
 					if err := t.copyOut(d, p.Addr+f.Off); err != nil {
-						return fmt.Errorf("bounce %s: %w", b.call.Name, err)
+						// The program's protections changed during the
+						// call (another thread's mprotect): what the
+						// kernel wrote still goes where it was meant to.
+						if err := t.mem.WriteAt(d, p.Addr+f.Off); err != nil {
+							return fmt.Errorf("bounce %s: %w", b.call.Name, err)
+						}
 					}
 				}
 				if err := t.logSyscall(now, p.Addr+f.Off, f.Len, trace.DirWrite, b.call.Name, b.pc, th.tid); err != nil {
