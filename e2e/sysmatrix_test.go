@@ -139,14 +139,28 @@ func checkSysRecords(t *testing.T, tlog, expect, mem string) {
 	}
 	got := map[int][]string{}
 	hammer := 0
+	// Each hammer thread stores 1, 2, 3... to its word and loads it back:
+	// its records must be exactly that, with no access missing, whatever
+	// the other threads' calls did to the page meanwhile.
+	next := map[int]uint64{}
 	for _, r := range recs {
 		switch r.Kind {
 		case trace.KindSyscall:
 			got[int(r.TID)] = append(got[int(r.TID)], fmt.Sprintf("%s %v %x %x", r.Text, r.Dir, r.Phys-base, r.Len))
 		case trace.KindRead, trace.KindWrite:
-			if off := r.Phys - base; off == 0xf00 || off == 0x3f00 {
-				hammer++
+			if off := r.Phys - base; off != 0xf00 && off != 0x3f00 {
+				continue
 			}
+			hammer++
+			tid, n := int(r.TID), next[int(r.TID)]
+			want := trace.KindRead
+			if n%2 == 0 {
+				want = trace.KindWrite
+			}
+			if r.Kind != want || r.Width != 8 || r.Uint64() != n/2+1 {
+				t.Fatalf("hammer thread %d, access %d: %v %d %#x, want %v 8 %#x: an access went unseen", tid, n, r.Kind, r.Width, r.Uint64(), want, n/2+1)
+			}
+			next[tid] = n + 1
 		case trace.KindUnknown:
 			t.Errorf("UNKNOWN record at %#x", r.Phys)
 		}
