@@ -225,3 +225,42 @@ func startPiped(t *testing.T, cmd *exec.Cmd) (io.WriteCloser, *bufio.Reader, cha
 	t.Cleanup(func() { cmd.Process.Kill(); <-done; done <- nil })
 	return in, bufio.NewReader(outR), done
 }
+
+// TestFilterFallback: a spawned program that gave up root cannot take a
+// range filter (no CAP_SYS_ADMIN, and mmiotrace, as root, did not set
+// no_new_privs): the tracer says so and stops it at every system call, and
+// its calls on traced memory still work, and are logged.
+func TestFilterFallback(t *testing.T) {
+	if os.Getuid() != 0 {
+		testenv.Skip(t, "needs root for the program to drop")
+	}
+	bin := testenv.BuildC(t, "testdata/dropuid.c")
+	shm := shmName(t)
+	if err := os.WriteFile(shm, make([]byte, 4096), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(shm, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	tlog := filepath.Join(t.TempDir(), "trace.log")
+	res := mmiotrace(t, "record", "--map", shm, "-o", tlog, "--", bin, shm)
+	if res.code != 0 {
+		t.Fatalf("exit %d\n%s", res.code, res.stderr)
+	}
+	if res.stdout != "abcdefghijklmnop" {
+		t.Errorf("program wrote %q, want abcdefghijklmnop", res.stdout)
+	}
+	if !strings.Contains(res.stderr, "stops at every system call") {
+		t.Errorf("no word of the fallback:\n%s", res.stderr)
+	}
+	var got []string
+	for _, r := range readLog(t, tlog) {
+		if r.Kind == trace.KindSyscall {
+			got = append(got, fmt.Sprintf("%s %v %#x %#x", r.Text, r.Dir, r.Phys, r.Len))
+		}
+	}
+	want := []string{"write R 0x0 0x10", "read W 0x64 0x10", "write R 0x64 0x10"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("SYS records %q, want %q", got, want)
+	}
+}
