@@ -35,6 +35,7 @@ type Writer struct {
 	w    *bufio.Writer
 	opt  Options
 	maps map[uint32]*mapInfo
+	pids map[int32]bool // processes that had a PROC line (see proc)
 	buf  []byte
 	err  error
 }
@@ -42,13 +43,19 @@ type Writer struct {
 type mapInfo struct {
 	name  string
 	phys  uint64
+	len   uint64
 	watch bool
 	rec   trace.Record // the MAP record's Kind, Phys and Virt
 }
 
+// maxPIDs bounds the processes remembered to tell an exec from a new
+// process: past it the set starts over, and the exec of a process
+// forgotten so is not marked.
+const maxPIDs = 1 << 16
+
 // NewWriter returns a Writer printing to w.
 func NewWriter(w io.Writer, opt Options) *Writer {
-	return &Writer{w: bufio.NewWriterSize(w, 1<<16), opt: opt, maps: map[uint32]*mapInfo{}}
+	return &Writer{w: bufio.NewWriterSize(w, 1<<16), opt: opt, maps: map[uint32]*mapInfo{}, pids: map[int32]bool{}}
 }
 
 // Write prints one record (NAME records print nothing: the name goes on
@@ -58,6 +65,8 @@ func NewWriter(w io.Writer, opt Options) *Writer {
 //	             NAME #1 /dev/shm/dev
 //	12191.619152 17798 R 4 #1 0x0 ID => 0x4d4d494f @main+0x3c
 //	12191.619246 17798 W 4 #1 0x4 CTRL <= 0x5 {EN | MODE=FAST} @main+0x5e
+//	12191.619300 17798 SYS write() R #1 0x100..0x13f len 0x40 QUEUE[0]..QUEUE[3] @write+0x1e
+//	12191.619400       PROC pid 17810 ppid 17798 /usr/bin/driver
 func (d *Writer) Write(r *trace.Record) error {
 	if d.err != nil {
 		return d.err
@@ -71,7 +80,7 @@ func (d *Writer) Write(r *trace.Record) error {
 	b := d.buf[:0]
 	switch r.Kind {
 	case trace.KindMap:
-		d.maps[r.MapID] = &mapInfo{phys: r.Phys, rec: trace.Record{Kind: r.Kind, Phys: r.Phys, Virt: r.Virt}}
+		d.maps[r.MapID] = &mapInfo{phys: r.Phys, len: r.Len, rec: trace.Record{Kind: r.Kind, Phys: r.Phys, Virt: r.Virt}}
 		b = d.head(b, r, true)
 		b = fmt.Appendf(b, "MAP #%d phys %#x len %#x virt %#x", r.MapID, r.Phys, r.Len, r.Virt)
 		b = d.pc(b, r)
@@ -122,6 +131,13 @@ func (d *Writer) Write(r *trace.Record) error {
 		if r.Width > 0 {
 			b = fmt.Appendf(b, " build id %x", r.Value[:r.Width])
 		}
+	case trace.KindSyscall:
+		b = d.head(b, r, true)
+		b = d.syscall(b, r)
+		b = d.pc(b, r)
+	case trace.KindProc:
+		b = d.head(b, r, false)
+		b = d.proc(b, r)
 	default:
 		// PCIDEV and extensions this package does not know: the log's
 		// own line.
