@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"path"
 	"sort"
 
 	"github.com/mmiotrace/mmiotrace/trace"
@@ -47,6 +48,7 @@ type Charts struct {
 	values  map[*RegStats]*valueSeries
 	valueL  []*valueSeries
 	threads *seriesSet[int32]
+	procs   *seriesSet[int32] // nil when the log has no PROC line
 	watches *seriesSet[*MapStats]
 	events  *seriesSet[string]
 }
@@ -55,9 +57,11 @@ type heatMap struct {
 	m      *MapStats
 	rows   []string       // row labels
 	rowOf  map[uint64]int // offset -> row, when one row per register
+	offs   []uint64       // the rows' offsets, in order, when one row per register
 	lo, hi uint64         // offset range, when rows are ranges
 	counts [][]uint32     // [row][bucket]
 	writes [][]uint32
+	sys    [][]uint32 // SYS records whose range meets the row
 }
 
 type valueSeries struct {
@@ -118,11 +122,11 @@ func NewCharts(s *Summary, lim ChartLimits) *Charts {
 	// Heat maps of the busiest maps (not watches).
 	var maps []*MapStats
 	for _, m := range s.Maps {
-		if !m.Watch && m.Accesses() > 0 {
+		if !m.Watch && m.Accesses()+m.Sys > 0 {
 			maps = append(maps, m)
 		}
 	}
-	sort.SliceStable(maps, func(i, j int) bool { return maps[i].Accesses() > maps[j].Accesses() })
+	sort.SliceStable(maps, func(i, j int) bool { return maps[i].Accesses()+maps[i].Sys > maps[j].Accesses()+maps[j].Sys })
 	for _, m := range maps[:min(len(maps), lim.HeatMaps)] {
 		c.heat[m] = c.newHeat(m)
 	}
@@ -173,7 +177,8 @@ func NewCharts(s *Summary, lim ChartLimits) *Charts {
 			ths = append(ths, t)
 		}
 	}
-	sort.SliceStable(ths, func(i, j int) bool { return ths[i].Accesses()+ths[i].Execs > ths[j].Accesses()+ths[j].Execs })
+	busy := func(t *ThreadStats) uint64 { return t.Accesses() + t.Execs + t.Sys }
+	sort.SliceStable(ths, func(i, j int) bool { return busy(ths[i]) > busy(ths[j]) })
 	ths = ths[:min(len(ths), lim.Series)]
 	sort.Slice(ths, func(i, j int) bool { return ths[i].TID < ths[j].TID })
 	var tids []int32
@@ -183,6 +188,28 @@ func NewCharts(s *Summary, lim ChartLimits) *Charts {
 		tlabels = append(tlabels, fmt.Sprintf("tid %d", t.TID))
 	}
 	c.threads = newSeriesSet(tids, tlabels, lim.Buckets, len(s.Threads) > len(ths))
+
+	// Processes, when the log has PROC lines; the rest series also takes
+	// the accesses of threads whose process is not known.
+	if len(s.Procs) > 0 {
+		var ps []*ProcStats
+		for _, p := range s.Procs {
+			if !p.Other {
+				ps = append(ps, p)
+			}
+		}
+		busy := func(p *ProcStats) uint64 { return p.Accesses() + p.Execs + p.Sys }
+		sort.SliceStable(ps, func(i, j int) bool { return busy(ps[i]) > busy(ps[j]) })
+		ps = ps[:min(len(ps), lim.Series)]
+		sort.Slice(ps, func(i, j int) bool { return ps[i].PID < ps[j].PID })
+		var pids []int32
+		var plabels []string
+		for _, p := range ps {
+			pids = append(pids, p.PID)
+			plabels = append(plabels, fmt.Sprintf("pid %d %s", p.PID, path.Base(p.Programs[len(p.Programs)-1])))
+		}
+		c.procs = newSeriesSet(pids, plabels, lim.Buckets, true)
+	}
 
 	var ws []*MapStats
 	for _, m := range s.Maps {
@@ -211,34 +238,79 @@ func NewCharts(s *Summary, lim ChartLimits) *Charts {
 	return c
 }
 
-// newHeat lays out the rows of a map's heat map: one per register when
-// they fit, else equal ranges of offsets.
+// newHeat lays out the rows of a map's heat map: one per register, and
+// one per offset where a system call's range starts, when they fit; else
+// equal ranges of offsets.
 func (c *Charts) newHeat(m *MapStats) *heatMap {
 	h := &heatMap{m: m}
-	regs := m.Registers()
-	if len(regs) <= c.lim.Rows {
-		h.rowOf = map[uint64]int{}
-		for i, r := range regs {
-			h.rowOf[r.Offset] = i
-			label := offsetText(r)
-			if r.Name != "" {
-				label += " " + r.Name
+	type rowDef struct {
+		off   uint64
+		label string
+	}
+	var defs []rowDef
+	for _, r := range m.Registers() {
+		label := offsetText(r)
+		if r.Name != "" {
+			label += " " + r.Name
+		}
+		defs = append(defs, rowDef{r.Offset, label})
+	}
+	for off, name := range m.sysOffs {
+		if m.regs[off] == nil {
+			label := fmt.Sprintf("%#x", off)
+			if name != "" {
+				label += " " + name
 			}
-			h.rows = append(h.rows, label)
+			defs = append(defs, rowDef{off, label})
+		}
+	}
+	sort.Slice(defs, func(i, j int) bool { return defs[i].off < defs[j].off })
+	if len(defs) <= c.lim.Rows {
+		h.rowOf = map[uint64]int{}
+		for i, d := range defs {
+			h.rowOf[d.off] = i
+			h.offs = append(h.offs, d.off)
+			h.rows = append(h.rows, d.label)
 		}
 	} else {
-		h.lo, h.hi = regs[0].Offset, regs[len(regs)-1].Offset+1
+		h.lo, h.hi = defs[0].off, defs[len(defs)-1].off+1
+		if m.sysHi > 0 {
+			h.lo, h.hi = min(h.lo, m.sysLo), max(h.hi, m.sysHi)
+		}
 		for i := 0; i < c.lim.Rows; i++ {
 			h.rows = append(h.rows, fmt.Sprintf("%#x", h.lo+(h.hi-h.lo)*uint64(i)/uint64(c.lim.Rows)))
 		}
 	}
 	h.counts = make([][]uint32, len(h.rows))
 	h.writes = make([][]uint32, len(h.rows))
+	h.sys = make([][]uint32, len(h.rows))
 	for i := range h.counts {
 		h.counts[i] = make([]uint32, c.lim.Buckets)
 		h.writes[i] = make([]uint32, c.lim.Buckets)
+		h.sys[i] = make([]uint32, c.lim.Buckets)
 	}
 	return h
+}
+
+// sysRows returns the rows that the range [off, end) meets: with a row per
+// register, row i stands for the offsets from its own to the next row's
+// (the last to the map's end).
+func (h *heatMap) sysRows(off, end uint64) (first, last int, ok bool) {
+	if end <= off {
+		return 0, 0, false
+	}
+	if h.rowOf != nil {
+		i := sort.Search(len(h.offs), func(i int) bool { return h.offs[i] > off })
+		first = max(i-1, 0)
+		last = sort.Search(len(h.offs), func(i int) bool { return h.offs[i] >= end }) - 1
+		return first, last, len(h.offs) > 0 && first <= last
+	}
+	if off >= h.hi || end <= h.lo {
+		return 0, 0, false
+	}
+	first, _ = h.row(max(off, h.lo))
+	last, _ = h.row(min(end, h.hi) - 1)
+	return first, last, true
 }
 
 func (h *heatMap) row(off uint64) (int, bool) {
@@ -264,14 +336,33 @@ func (c *Charts) Add(r *trace.Record) {
 	case r.Kind == trace.KindEvent:
 		c.events.add(r.Text, c.bucket(r.Time))
 		return
-	case r.Kind == trace.KindExec:
+	case r.Kind == trace.KindExec, r.Kind == trace.KindSyscall:
 	case !r.Kind.IsAccess():
 		return
 	}
 	b := c.bucket(r.Time)
 	c.threads.add(r.TID, b)
+	if c.procs != nil {
+		var pid int32
+		if th := c.s.tids[r.TID]; th != nil {
+			pid = th.PID
+		}
+		c.procs.add(pid, b)
+	}
 	m := c.group(r.MapID)
 	if m == nil {
+		return
+	}
+	if r.Kind == trace.KindSyscall {
+		// The kernel's access: on the map's heat map, not a watch hit.
+		off, outside := offsetIn(m, r.Phys)
+		if h := c.heat[m]; h != nil && !outside {
+			if first, last, ok := h.sysRows(off, max(off+r.Len, off)); ok {
+				for row := first; row <= last; row++ {
+					h.sys[row][b]++
+				}
+			}
+		}
 		return
 	}
 	if m.Watch {

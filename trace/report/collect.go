@@ -22,6 +22,8 @@ type Limits struct {
 	Threads   int // threads (4096)
 	Events    int // tracepoint event names (1024)
 	Marks     int // marks listed (1000)
+	Processes int // processes (4096); more are one row "others"
+	Syscalls  int // system call and direction pairs per map (64); more are one row "other"
 }
 
 func (l Limits) withDefaults() Limits {
@@ -37,6 +39,8 @@ func (l Limits) withDefaults() Limits {
 	def(&l.Threads, 4096)
 	def(&l.Events, 1024)
 	def(&l.Marks, 1000)
+	def(&l.Processes, 4096)
+	def(&l.Syscalls, 64)
 	return l
 }
 
@@ -69,20 +73,25 @@ type Summary struct {
 	Unknown, Execs  uint64
 	EventCount      uint64 // TP records
 	MarkCount       uint64
-	Kernel          bool // no record has a PC: a log of the kernel's mmiotrace
+	Sys, SysBytes   uint64 // SYS records, and the bytes they cover
+	Kernel          bool   // no record has a PC: a log of the kernel's mmiotrace
 
 	Maps    []*MapStats // map groups, in order of appearance
 	Threads []*ThreadStats
-	Events  []*EventStats  // tracepoint events by name
-	Marks   []Mark         // the first Limits.Marks marks
-	PCI     []trace.PCIDev // the first maxPCI PCIDEV lines
+	// Procs are the processes of the log's PROC lines, in pid order (none
+	// when the log has no PROC line).
+	Procs  []*ProcStats
+	Events []*EventStats  // tracepoint events by name
+	Marks  []Mark         // the first Limits.Marks marks
+	PCI    []trace.PCIDev // the first maxPCI PCIDEV lines
 
 	// Set when a limit lumped maps, threads or events together.
-	OtherMaps, OtherThreads, OtherEvents bool
+	OtherMaps, OtherThreads, OtherEvents, OtherProcs bool
 
 	sym    *symbols.Symbolizer
 	groups map[groupKey]*MapStats
-	other  *MapStats // maps past Limits.Maps
+	other  *MapStats              // maps past Limits.Maps
+	tids   map[int32]*ThreadStats // the threads by id, but the others
 }
 
 // PC names the instruction at pc: function+offset (or file+offset) and the
@@ -116,9 +125,55 @@ type MapStats struct {
 	Execs    uint64
 	Unknown  uint64
 	Lost     uint64 // accesses to registers past Limits.Registers
+	Sys      uint64 // SYS records: the kernel's accesses in system calls
+	SysBytes uint64 // the bytes they cover
 	regs     map[uint64]*RegStats
 	tids     map[int32]bool
 	manyTIDs bool
+	calls    map[callKey]*SyscallStats
+	// sysOffs are the offsets where SYS ranges start (the first maxSets),
+	// with the register there: rows of the page's heat map. sysLo and
+	// sysHi bound the ranges.
+	sysOffs      map[uint64]string
+	sysLo, sysHi uint64
+}
+
+// callKey identifies a map's system calls: the call and the direction.
+type callKey struct {
+	name string
+	dir  trace.Dir
+}
+
+// SyscallStats counts the SYS records of one system call and direction on
+// a map group.
+type SyscallStats struct {
+	Name  string // the call ("write", "syscall_451"), or "other" past Limits.Syscalls
+	Dir   trace.Dir
+	Count uint64
+	Bytes uint64
+}
+
+// Syscalls returns the system calls that reached the map, by direction,
+// most records first.
+func (m *MapStats) Syscalls() []*SyscallStats {
+	out := make([]*SyscallStats, 0, len(m.calls))
+	for _, c := range m.calls {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if (a.Name == "other" && a.Dir == 0) != (b.Name == "other" && b.Dir == 0) {
+			return b.Name == "other" && b.Dir == 0
+		}
+		if a.Count != b.Count {
+			return a.Count > b.Count
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Dir < b.Dir
+	})
+	return out
 }
 
 // Accesses is the number of loads and stores.
@@ -198,8 +253,10 @@ type ThreadStats struct {
 	Other          bool // every thread past Limits.Threads
 	Reads, Writes  uint64
 	Execs, Unknown uint64
+	Sys            uint64 // SYS records: system calls that reached traced memory
 	Events         uint64
 	First, Last    int64
+	PID            int32 // the thread's process, when the log has PROC lines and says
 	maps           map[*MapStats]bool
 	mapsCut        bool
 }
@@ -209,6 +266,33 @@ func (t *ThreadStats) Accesses() uint64 { return t.Reads + t.Writes }
 
 // Maps is the number of map groups the thread accessed.
 func (t *ThreadStats) Maps() (int, bool) { return len(t.maps), t.mapsCut }
+
+// ProcStats is what one process did: a process of the log's PROC lines.
+type ProcStats struct {
+	PID, PPID int32 // the parent of its first PROC line
+	Other     bool  // every process past Limits.Processes
+	// Programs are the programs of its PROC lines, in order: the program at
+	// start (a fork child's is its parent's), then each one it executed;
+	// the first maxPrograms (see NumPrograms).
+	Programs      []string
+	NumPrograms   int
+	Maps          int // MAP records of the process
+	Reads, Writes uint64
+	Execs, Sys    uint64
+	First, Last   int64
+	tids          map[int32]bool
+	manyTIDs      bool
+}
+
+// Accesses is the number of loads and stores.
+func (p *ProcStats) Accesses() uint64 { return p.Reads + p.Writes }
+
+// Threads is the number of the process's threads that accessed traced
+// memory or made system calls on it, and whether it is a lower bound.
+func (p *ProcStats) Threads() (int, bool) { return len(p.tids), p.manyTIDs }
+
+// maxPrograms bounds the programs kept per process.
+const maxPrograms = 8
 
 // EventStats counts one tracepoint event.
 type EventStats struct {
@@ -235,30 +319,40 @@ type Config struct {
 // Collector is the first pass: feed it every record of a log in order
 // (Add), then take the Summary.
 type Collector struct {
-	lim    Limits
-	regs   []*regmap.Tracker
-	sym    *symbols.Symbolizer
-	s      Summary
-	live   liveMaps
-	tids   map[int32]*ThreadStats
-	othT   *ThreadStats
-	evs    map[string]*EventStats
-	othE   *EventStats
-	timed  bool
-	active bool
-	anyPC  bool
+	lim   Limits
+	regs  []*regmap.Tracker
+	sym   *symbols.Symbolizer
+	s     Summary
+	live  liveMaps
+	tids  map[int32]*ThreadStats
+	othT  *ThreadStats
+	evs   map[string]*EventStats
+	othE  *EventStats
+	procs map[int32]*ProcStats
+	othP  *ProcStats
+	// otherPIDs are the pids of the processes past Limits.Processes (the
+	// first maxOtherPIDs).
+	otherPIDs map[int32]bool
+	// procCtx is the process of the PROC line just read: the MAP lines
+	// that follow it are its maps.
+	procCtx int32
+	timed   bool
+	active  bool
+	anyPC   bool
 }
 
 // NewCollector returns a Collector.
 func NewCollector(cfg Config) *Collector {
 	return &Collector{
-		lim:  cfg.Limits.withDefaults(),
-		regs: cfg.Regs,
-		sym:  cfg.Symbols,
-		s:    Summary{groups: map[groupKey]*MapStats{}},
-		live: liveMaps{},
-		tids: map[int32]*ThreadStats{},
-		evs:  map[string]*EventStats{},
+		lim:       cfg.Limits.withDefaults(),
+		regs:      cfg.Regs,
+		sym:       cfg.Symbols,
+		s:         Summary{groups: map[groupKey]*MapStats{}},
+		live:      liveMaps{},
+		tids:      map[int32]*ThreadStats{},
+		evs:       map[string]*EventStats{},
+		procs:     map[int32]*ProcStats{},
+		otherPIDs: map[int32]bool{},
 	}
 }
 
@@ -283,7 +377,8 @@ func (c *Collector) Add(r *trace.Record) {
 		c.anyPC = true
 	}
 	switch {
-	case r.Kind.IsAccess(), r.Kind == trace.KindExec, r.Kind == trace.KindUnknown, r.Kind == trace.KindEvent, r.Kind == trace.KindMark:
+	case r.Kind.IsAccess(), r.Kind == trace.KindExec, r.Kind == trace.KindUnknown, r.Kind == trace.KindEvent, r.Kind == trace.KindMark,
+		r.Kind == trace.KindSyscall:
 		if !c.active || r.Time < c.s.ActiveStart {
 			c.s.ActiveStart = r.Time
 		}
@@ -297,6 +392,17 @@ func (c *Collector) Add(r *trace.Record) {
 	}
 	c.live.observe(r)
 	switch r.Kind {
+	case trace.KindMap, trace.KindName, trace.KindCode, trace.KindPCIDev, trace.KindProc:
+	default:
+		c.procCtx = 0
+	}
+	switch r.Kind {
+	case trace.KindProc:
+		c.procLine(r)
+	case trace.KindMap:
+		c.mapLine(r)
+	case trace.KindSyscall:
+		c.syscall(r)
 	case trace.KindPCIDev:
 		if d, err := trace.ParsePCIDev(r.Text); err == nil && len(c.s.PCI) < maxPCI {
 			c.s.PCI = append(c.s.PCI, d)
@@ -327,6 +433,9 @@ func (c *Collector) Add(r *trace.Record) {
 		th := c.thread(r.TID, r.Time)
 		th.Execs++
 		c.touch(th, m, r.TID)
+		if p := c.procOf(th, r); p != nil {
+			p.Execs++
+		}
 		if reg := c.reg(m, r); reg != nil {
 			reg.Execs++
 			c.pc(reg, r.PC)
@@ -348,12 +457,19 @@ func (c *Collector) Add(r *trace.Record) {
 		}
 		m := c.mapOf(r.MapID)
 		th := c.thread(r.TID, r.Time)
+		p := c.procOf(th, r)
 		if write {
 			m.Writes++
 			th.Writes++
+			if p != nil {
+				p.Writes++
+			}
 		} else {
 			m.Reads++
 			th.Reads++
+			if p != nil {
+				p.Reads++
+			}
 		}
 		c.touch(th, m, r.TID)
 		reg := c.reg(m, r)
@@ -432,7 +548,8 @@ func (c *Collector) mapOf(id uint32) *MapStats {
 	if g == nil {
 		if len(c.s.groups) >= c.lim.Maps {
 			if c.s.other == nil {
-				c.s.other = &MapStats{Other: true, Name: "other maps", regs: map[uint64]*RegStats{}, tids: map[int32]bool{}}
+				c.s.other = &MapStats{Other: true, Name: "other maps", regs: map[uint64]*RegStats{}, tids: map[int32]bool{},
+					calls: map[callKey]*SyscallStats{}, sysOffs: map[uint64]string{}}
 				c.s.Maps = append(c.s.Maps, c.s.other)
 				c.s.OtherMaps = true
 			}
@@ -441,7 +558,8 @@ func (c *Collector) mapOf(id uint32) *MapStats {
 			return c.s.other
 		}
 		g = &MapStats{Name: st.name, Watch: key.watch, Phys: st.phys, Len: st.len, Virt: st.virt,
-			Start: st.time, BAR: c.barOf(st.phys), regs: map[uint64]*RegStats{}, tids: map[int32]bool{}}
+			Start: st.time, BAR: c.barOf(st.phys), regs: map[uint64]*RegStats{}, tids: map[int32]bool{},
+			calls: map[callKey]*SyscallStats{}, sysOffs: map[uint64]string{}}
 		c.s.groups[key] = g
 		c.s.Maps = append(c.s.Maps, g)
 	}
@@ -594,6 +712,7 @@ func (c *Collector) Summary() *Summary {
 		c.s.ActiveStart, c.s.ActiveEnd = c.s.Start, c.s.End
 	}
 	c.s.sym = c.sym
+	c.s.tids = c.tids
 	for id := range c.live {
 		c.mapOf(id)
 	}
@@ -603,6 +722,13 @@ func (c *Collector) Summary() *Summary {
 			return b.Other
 		}
 		return a.IDs[0] < b.IDs[0]
+	})
+	sort.SliceStable(c.s.Procs, func(i, j int) bool {
+		a, b := c.s.Procs[i], c.s.Procs[j]
+		if a.Other != b.Other {
+			return b.Other
+		}
+		return a.PID < b.PID
 	})
 	sort.SliceStable(c.s.Threads, func(i, j int) bool {
 		a, b := c.s.Threads[i], c.s.Threads[j]

@@ -30,6 +30,7 @@ type pageData struct {
 	Heat     []heatJSON  `json:"heat"`
 	Values   []valueJSON `json:"values"`
 	Threads  seriesJSON  `json:"threads"`
+	Procs    seriesJSON  `json:"procs"` // empty when the log has no PROC line
 	Watches  seriesJSON  `json:"watches"`
 	Events   seriesJSON  `json:"events"`
 }
@@ -44,6 +45,7 @@ type heatJSON struct {
 	Rows   []string   `json:"rows"`
 	Counts [][]uint32 `json:"counts"`
 	Writes [][]uint32 `json:"writes"`
+	Sys    [][]uint32 `json:"sys"` // the kernel's accesses (SYS records) meeting the row
 }
 
 type valueJSON struct {
@@ -102,10 +104,11 @@ func (c *Charts) data() pageData {
 	}
 	for _, h := range c.heats {
 		d.Heat = append(d.Heat, heatJSON{
-			Title:  fmt.Sprintf("map %s: %s (%s)", mapTitle(h.m), count(h.m.Accesses(), "access"), rw(h.m.Reads, h.m.Writes)),
+			Title:  fmt.Sprintf("map %s: %s (%s)%s", mapTitle(h.m), count(h.m.Accesses(), "access"), rw(h.m.Reads, h.m.Writes), sysText(h.m)),
 			Rows:   h.rows,
 			Counts: h.counts,
 			Writes: h.writes,
+			Sys:    h.sys,
 		})
 	}
 	for _, v := range c.valueL {
@@ -142,6 +145,10 @@ func (c *Charts) data() pageData {
 		d.Values = append(d.Values, j)
 	}
 	d.Threads = seriesOf(c.threads, "other threads")
+	d.Procs = seriesJSON{Labels: []string{}, Counts: [][]uint32{}}
+	if c.procs != nil {
+		d.Procs = seriesOf(c.procs, "other processes")
+	}
 	d.Watches = seriesOf(c.watches, "other watches")
 	d.Events = seriesOf(c.events, "other events")
 	return d

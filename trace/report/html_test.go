@@ -22,11 +22,14 @@ import (
 // richLog makes a log with every kind of chart to draw: a map of a few
 // registers whose values change, a map of many offsets (rows of ranges),
 // three threads, two watches hit by reads, writes and execution,
-// tracepoint events of two kinds and marks, over two seconds.
+// tracepoint events of two kinds and marks, over two seconds; system calls
+// on both maps (ranges over registers, and where no register is), and two
+// processes (the program and a fork child with its copy of the first map).
 func richLog() []trace.Record {
 	const t0 = int64(5000e9)
 	var recs []trace.Record
 	add := func(r trace.Record) { recs = append(recs, r) }
+	add(trace.Record{Kind: trace.KindProc, Time: t0, PID: 100, Parent: 1, Text: "/usr/bin/rich driver"})
 	add(trace.Record{Kind: trace.KindMap, Time: t0, MapID: 1, Phys: 0xfe000000, Virt: 0x7f0000000000, Len: 0x1000, TID: 100})
 	add(trace.Record{Kind: trace.KindName, MapID: 1, Text: "/sys/bus/pci/devices/0000:03:00.0/resource0"})
 	add(trace.Record{Kind: trace.KindMap, Time: t0, MapID: 2, Phys: 0x0, Virt: 0x7f0000100000, Len: 0x100000, TID: 100})
@@ -54,6 +57,21 @@ func richLog() []trace.Record {
 			} else {
 				add(trace.Record{Kind: trace.KindExec, Time: t, MapID: 4, Phys: 0x601080, PC: 0x601080, TID: 102})
 			}
+		}
+		switch {
+		case i == n/2:
+			add(trace.Record{Kind: trace.KindProc, Time: t, PID: 200, Parent: 100, Text: "/usr/bin/rich driver"})
+			add(trace.Record{Kind: trace.KindMap, Time: t, MapID: 5, Phys: 0xfe000000, Virt: 0x7f0000000000, Len: 0x1000, TID: 200})
+			add(trace.Record{Kind: trace.KindName, MapID: 5, Text: "/sys/bus/pci/devices/0000:03:00.0/resource0"})
+		case i > n/2 && i%10 == 5: // the child: its copy of map 1
+			add(access(trace.KindWrite, t, 5, 0xfe000008, uint64(i), 4, 0x401010, 200))
+		case i%100 == 10: // write(2) of the registers, read(2) into a buffer past them
+			add(trace.Record{Kind: trace.KindSyscall, Time: t, MapID: 1, Phys: 0xfe000000, Len: 0x14, Dir: trace.DirRead, Text: "write", PC: 0x402000, TID: tid})
+			add(trace.Record{Kind: trace.KindSyscall, Time: t, MapID: 1, Phys: 0xfe000800, Len: 0x100, Dir: trace.DirWrite, Text: "read", PC: 0x402010, TID: tid})
+		case i%100 == 60: // the ring, a page at a time
+			add(trace.Record{Kind: trace.KindSyscall, Time: t, MapID: 2, Phys: uint64(i * 4096 % 0x100000), Len: 0x1000, Dir: trace.DirWrite, Text: "pread64", PC: 0x402020, TID: tid})
+		case i > n/2 && i%100 == 70:
+			add(trace.Record{Kind: trace.KindSyscall, Time: t, MapID: 5, Phys: 0xfe000010, Len: 8, Dir: trace.DirRead | trace.DirWrite, Text: "ioctl", PC: 0x402030, TID: 200})
 		}
 		if i%50 == 0 {
 			ev := trace.Record{Kind: trace.KindEvent, Time: t, TID: tid, Text: "demo:doorbell", Fields: []trace.Field{{Name: "tail", Value: fmt.Sprint(i)}}}
@@ -170,12 +188,24 @@ func TestHTMLInBrowser(t *testing.T) {
 		if n := colored(img, r); n < w.minColored {
 			t.Errorf("chart %d (%s): %d coloured pixels in %v, want at least %d: blank?", i, w.attrs["kind"], n, r, w.minColored)
 		}
+		if w.attrs["kind"] != "heatmap" {
+			continue
+		}
+		// The kernel's accesses are green, and only they: the program's
+		// go from blue to red through magenta.
+		switch n := green(img, r); {
+		case w.minGreen > 0 && n < w.minGreen:
+			t.Errorf("chart %d (heatmap): %d green pixels in %v for %s cells of system calls, want at least %d", i, n, r, w.attrs["sys"], w.minGreen)
+		case w.minGreen == 0 && n > 0:
+			t.Errorf("chart %d (heatmap): %d green pixels in %v, with no system calls on the map", i, n, r)
+		}
 	}
 }
 
 type chartWant struct {
 	attrs      map[string]string
 	minColored int
+	minGreen   int // heat maps: pixels of the kernel's colour
 }
 
 // expectations derives, from the data given to the page, what each chart
@@ -184,25 +214,19 @@ func expectations(c *Charts) []chartWant {
 	d := c.data()
 	var out []chartWant
 	for _, h := range d.Heat {
-		cells, max := 0, uint32(0)
-		for _, r := range h.Counts {
-			for _, v := range r {
-				if v > 0 {
-					cells++
-				}
-				max = maxU(max, v)
-			}
-		}
-		out = append(out, chartWant{map[string]string{"kind": "heatmap", "cells": fmt.Sprint(cells), "rows": fmt.Sprint(len(h.Rows)), "max": fmt.Sprint(max)}, cells * 2})
+		cells, max := nonZero(h.Counts)
+		sys, sysMax := nonZero(h.Sys)
+		out = append(out, chartWant{map[string]string{"kind": "heatmap", "cells": fmt.Sprint(cells), "rows": fmt.Sprint(len(h.Rows)),
+			"max": fmt.Sprint(max), "sys": fmt.Sprint(sys), "sysmax": fmt.Sprint(sysMax)}, cells * 2, sys * 2})
 	}
 	for _, v := range d.Values {
 		n := len(v.Points) + len(v.Bins)
-		out = append(out, chartWant{map[string]string{"kind": "value", "points": fmt.Sprint(n)}, min(n, 200)})
+		out = append(out, chartWant{map[string]string{"kind": "value", "points": fmt.Sprint(n)}, min(n, 200), 0})
 	}
 	for _, s := range []struct {
 		kind string
 		j    seriesJSON
-	}{{"threads", d.Threads}, {"watches", d.Watches}, {"events", d.Events}} {
+	}{{"threads", d.Threads}, {"procs", d.Procs}, {"watches", d.Watches}, {"events", d.Events}} {
 		series, points := 0, 0
 		for _, c := range s.j.Counts {
 			any := false
@@ -217,10 +241,24 @@ func expectations(c *Charts) []chartWant {
 			}
 		}
 		if series > 0 {
-			out = append(out, chartWant{map[string]string{"kind": s.kind, "series": fmt.Sprint(series), "points": fmt.Sprint(points)}, 300})
+			out = append(out, chartWant{map[string]string{"kind": s.kind, "series": fmt.Sprint(series), "points": fmt.Sprint(points)}, 300, 0})
 		}
 	}
 	return out
+}
+
+// nonZero returns the number of non-zero cells of a heat map's counts,
+// and the largest.
+func nonZero(counts [][]uint32) (cells int, max uint32) {
+	for _, r := range counts {
+		for _, v := range r {
+			if v > 0 {
+				cells++
+			}
+			max = maxU(max, v)
+		}
+	}
+	return cells, max
 }
 
 func maxU(a, b uint32) uint32 {
@@ -247,6 +285,21 @@ func chartsIn(t *testing.T, dom []byte) []map[string]string {
 
 func atoi(s string) int {
 	n, _ := strconv.Atoi(strings.TrimSpace(s))
+	return n
+}
+
+// green counts the pixels of r whose green stands out of red and blue:
+// the kernel's accesses on a heat map.
+func green(img image.Image, r image.Rectangle) int {
+	n := 0
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			cr, cg, cb, _ := img.At(x, y).RGBA()
+			if cg > cr+0x2000 && cg > cb+0x2000 {
+				n++
+			}
+		}
+	}
 	return n
 }
 

@@ -12,6 +12,7 @@ type mapState struct {
 	phys, virt, len uint64
 	time            int64
 	name            string
+	pid             int32     // the process, when the log has PROC lines and says (0)
 	group           *MapStats // settled at the first access
 }
 

@@ -43,8 +43,10 @@ func tracker(t testing.TB, file string, b regmap.Binding) *regmap.Tracker {
 // TestGolden writes the text summary of the device fixtures' logs (the
 // example driver's, its files renamed away; e2e's device.c's, with vector
 // accesses and two threads), of a log of every extension (watches, X, TP,
-// RV, WV, UNKNOWN, marks) and of the hand-written kernel log, with and
-// without register names. The logs' files are renamed away, so that PCs are
+// RV, WV, UNKNOWN, SYS, PROC, marks), of the recording of
+// trace/testdata/sysproc.c (system calls on the device's registers from a
+// process, its thread, a fork child and the program it executes) and of
+// the hand-written kernel log, with and without register names. The logs' files are renamed away, so that PCs are
 // named by file and offset on any machine.
 func TestGolden(t *testing.T) {
 	for _, tc := range []struct {
@@ -56,6 +58,8 @@ func TestGolden(t *testing.T) {
 		{"example-regs.txt", "example.log", "device.regs", tracker(t, "device.regs", regmap.Binding{}), true},
 		{"device.txt", "device.log", "", nil, true},
 		{"extensions.txt", "extensions.log", "", nil, true},
+		{"sysproc.txt", "sysproc.log", "", nil, true},
+		{"sysproc-regs.txt", "sysproc.log", "device.regs", tracker(t, "device.regs", regmap.Binding{}), true},
 		{"kernel.txt", "kernel.log", "", nil, false},
 		{"kernel-nv.txt", "kernel.log", "nv.h on map 1", tracker(t, "nv.h", regmap.Binding{Select: "1"}), false},
 	} {

@@ -38,6 +38,7 @@ func WriteText(w io.Writer, s *Summary, opt TextOptions) error {
 		}
 	}
 	t.watches()
+	t.processes()
 	t.threads()
 	t.events()
 	t.marks()
@@ -65,9 +66,16 @@ func (t *textWriter) header() {
 			maps++
 		}
 	}
-	parts := []string{count(uint64(maps), "map"), count(uint64(watches), "watch"), count(uint64(len(s.Threads)), "thread")}
+	parts := []string{count(uint64(maps), "map"), count(uint64(watches), "watch")}
+	if len(s.Procs) > 0 {
+		parts = append(parts, countMore(len(s.Procs), s.OtherProcs, "process"))
+	}
+	parts = append(parts, count(uint64(len(s.Threads)), "thread"))
 	if s.ReadsV+s.WritesV > 0 {
 		parts = append(parts, fmt.Sprintf("%d RV, %d WV", s.ReadsV, s.WritesV))
+	}
+	if s.Sys > 0 {
+		parts = append(parts, fmt.Sprintf("%d SYS (%s)", s.Sys, count(s.SysBytes, "byte")))
 	}
 	parts = append(parts, fmt.Sprintf("%d UNKNOWN", s.Unknown), fmt.Sprintf("%d X", s.Execs),
 		count(s.EventCount, "tracepoint event"), count(s.MarkCount, "mark"))
@@ -123,8 +131,8 @@ func mapTitle(m *MapStats) string {
 func (t *textWriter) mapSection(m *MapStats) {
 	regs := m.Registers()
 	nthreads, more := m.Threads()
-	t.printf("\nmap %s: phys %#x len %#x, %s (%s) to %s by %s\n", mapTitle(m), m.Phys, m.Len,
-		count(m.Accesses(), "access"), rw(m.Reads, m.Writes), count(uint64(len(regs)), "register"), countMore(nthreads, more, "thread"))
+	t.printf("\nmap %s: phys %#x len %#x, %s (%s) to %s by %s%s\n", mapTitle(m), m.Phys, m.Len,
+		count(m.Accesses(), "access"), rw(m.Reads, m.Writes), count(uint64(len(regs)), "register"), countMore(nthreads, more, "thread"), sysText(m))
 	if m.Unknown > 0 {
 		t.printf("  %d UNKNOWN (accesses that could not be described)\n", m.Unknown)
 	}
@@ -132,6 +140,34 @@ func (t *textWriter) mapSection(m *MapStats) {
 		t.printf("  %d accesses to registers past the first %d not counted by register\n", m.Lost, len(regs))
 	}
 	t.registers(regs, false)
+	t.syscalls(m)
+}
+
+// sysText is what a map header says of the system calls that reached the
+// map, if any.
+func sysText(m *MapStats) string {
+	if m.Sys == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d SYS (%s)", m.Sys, count(m.SysBytes, "byte"))
+}
+
+// syscalls prints a table of the system calls that reached a map: per
+// call and direction, the SYS records and the bytes they cover.
+func (t *textWriter) syscalls(m *MapStats) {
+	calls := m.Syscalls()
+	if len(calls) == 0 {
+		return
+	}
+	tb := table{head: []string{"system call", "dir", "count", "bytes"}, right: []bool{false, false, true, true}}
+	for _, c := range calls {
+		dir := c.Dir.String()
+		if c.Dir == 0 {
+			dir = "-"
+		}
+		tb.rows = append(tb.rows, row{cells: []string{c.Name, dir, fmt.Sprint(c.Count), fmt.Sprint(c.Bytes)}})
+	}
+	tb.write(t.w, "  ")
 }
 
 // registers prints a table of registers, the busiest opt.Top of them in
@@ -223,9 +259,10 @@ func (t *textWriter) watches() {
 			first = false
 		}
 		nthreads, more := m.Threads()
-		t.printf("  %s at %#x len %d: %s (%s, %d X) by %s\n", mapTitle(m), m.Phys, m.Len,
-			count(m.Accesses()+m.Execs, "hit"), rw(m.Reads, m.Writes), m.Execs, countMore(nthreads, more, "thread"))
+		t.printf("  %s at %#x len %d: %s (%s, %d X) by %s%s\n", mapTitle(m), m.Phys, m.Len,
+			count(m.Accesses()+m.Execs, "hit"), rw(m.Reads, m.Writes), m.Execs, countMore(nthreads, more, "thread"), sysText(m))
 		t.registers(m.Registers(), true)
+		t.syscalls(m)
 	}
 }
 
@@ -234,22 +271,72 @@ func (t *textWriter) threads() {
 		return
 	}
 	t.printf("\nthreads\n")
-	tb := table{head: []string{"tid", "accesses", "R", "W", "X", "UNKNOWN", "events", "maps", "first", "last"},
-		right: []bool{true, true, true, true, true, true, true, true, false, false}}
+	procs := len(t.s.Procs) > 0
+	tb := table{head: []string{"tid", "accesses", "R", "W", "X", "UNKNOWN", "SYS", "events", "maps", "first", "last"},
+		right: []bool{true, true, true, true, true, true, true, true, true, false, false}}
+	if procs {
+		tb.head = append([]string{"tid", "pid"}, tb.head[1:]...)
+		tb.right = append([]bool{true, true}, tb.right[1:]...)
+	}
 	for _, th := range t.s.Threads {
 		tid := fmt.Sprint(th.TID)
 		if th.Other {
 			tid = "others"
 		}
-		n, more := th.Maps()
-		maps := fmt.Sprint(n)
-		if more {
-			maps += "+"
+		cells := []string{tid}
+		if procs {
+			pid := "-"
+			if th.PID != 0 {
+				pid = fmt.Sprint(th.PID)
+			}
+			cells = append(cells, pid)
 		}
-		tb.rows = append(tb.rows, row{cells: []string{tid, fmt.Sprint(th.Accesses()), fmt.Sprint(th.Reads), fmt.Sprint(th.Writes),
-			fmt.Sprint(th.Execs), fmt.Sprint(th.Unknown), fmt.Sprint(th.Events), maps, stamp(th.First), stamp(th.Last)}})
+		cells = append(cells, fmt.Sprint(th.Accesses()), fmt.Sprint(th.Reads), fmt.Sprint(th.Writes),
+			fmt.Sprint(th.Execs), fmt.Sprint(th.Unknown), fmt.Sprint(th.Sys), fmt.Sprint(th.Events), setCount(th.Maps()), stamp(th.First), stamp(th.Last))
+		tb.rows = append(tb.rows, row{cells: cells})
 	}
 	tb.write(t.w, "  ")
+}
+
+// processes prints a row per process of the log's PROC lines: its parent,
+// maps, accesses, system calls and threads, and the programs it ran.
+func (t *textWriter) processes() {
+	if len(t.s.Procs) == 0 {
+		return
+	}
+	t.printf("\nprocesses\n")
+	tb := table{head: []string{"pid", "ppid", "maps", "accesses", "R", "W", "X", "SYS", "threads", "first", "last", "programs"},
+		right: []bool{true, true, true, true, true, true, true, true, true, false, false, false}}
+	for _, p := range t.s.Procs {
+		pid, ppid := fmt.Sprint(p.PID), fmt.Sprint(p.PPID)
+		if p.Other {
+			pid, ppid = "others", "-"
+		}
+		tb.rows = append(tb.rows, row{cells: []string{pid, ppid, fmt.Sprint(p.Maps), fmt.Sprint(p.Accesses()), fmt.Sprint(p.Reads),
+			fmt.Sprint(p.Writes), fmt.Sprint(p.Execs), fmt.Sprint(p.Sys), setCount(p.Threads()), stamp(p.First), stamp(p.Last), programs(p)}})
+	}
+	tb.write(t.w, "  ")
+}
+
+// programs lists the programs a process ran, in order: "/bin/sh, exec
+// /usr/bin/driver".
+func programs(p *ProcStats) string {
+	if p.Other {
+		return count(uint64(p.NumPrograms), "program")
+	}
+	s := strings.Join(p.Programs, ", exec ")
+	if n := p.NumPrograms - len(p.Programs); n > 0 {
+		s += fmt.Sprintf(", ... (%d more)", n)
+	}
+	return s
+}
+
+// setCount renders the size of a bounded set: "3", or "256+" past its bound.
+func setCount(n int, more bool) string {
+	if more {
+		return fmt.Sprintf("%d+", n)
+	}
+	return fmt.Sprint(n)
 }
 
 func (t *textWriter) events() {
