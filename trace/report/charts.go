@@ -170,45 +170,22 @@ func NewCharts(s *Summary, lim ChartLimits) *Charts {
 		c.valueL = append(c.valueL, v)
 	}
 
-	// Threads, watches and events: the busiest of each.
-	var ths []*ThreadStats
-	for _, t := range s.Threads {
-		if !t.Other {
-			ths = append(ths, t)
-		}
-	}
-	busy := func(t *ThreadStats) uint64 { return t.Accesses() + t.Execs + t.Sys }
-	sort.SliceStable(ths, func(i, j int) bool { return busy(ths[i]) > busy(ths[j]) })
-	ths = ths[:min(len(ths), lim.Series)]
-	sort.Slice(ths, func(i, j int) bool { return ths[i].TID < ths[j].TID })
-	var tids []int32
-	var tlabels []string
-	for _, t := range ths {
-		tids = append(tids, t.TID)
-		tlabels = append(tlabels, fmt.Sprintf("tid %d", t.TID))
-	}
-	c.threads = newSeriesSet(tids, tlabels, lim.Buckets, len(s.Threads) > len(ths))
-
+	// Threads, processes, watches and events: the busiest of each.
+	c.threads = busiestSeries(s.Threads, lim,
+		func(t *ThreadStats) (int32, bool) { return t.TID, t.Other },
+		func(t *ThreadStats) uint64 { return t.Accesses() + t.Execs + t.Sys },
+		func(t *ThreadStats) string { return fmt.Sprintf("tid %d", t.TID) })
+	c.threads.rest = len(s.Threads) > len(c.threads.keys)
 	// Processes, when the log has PROC lines; the rest series also takes
 	// the accesses of threads whose process is not known.
 	if len(s.Procs) > 0 {
-		var ps []*ProcStats
-		for _, p := range s.Procs {
-			if !p.Other {
-				ps = append(ps, p)
-			}
-		}
-		busy := func(p *ProcStats) uint64 { return p.Accesses() + p.Execs + p.Sys }
-		sort.SliceStable(ps, func(i, j int) bool { return busy(ps[i]) > busy(ps[j]) })
-		ps = ps[:min(len(ps), lim.Series)]
-		sort.Slice(ps, func(i, j int) bool { return ps[i].PID < ps[j].PID })
-		var pids []int32
-		var plabels []string
-		for _, p := range ps {
-			pids = append(pids, p.PID)
-			plabels = append(plabels, fmt.Sprintf("pid %d %s", p.PID, path.Base(p.Programs[len(p.Programs)-1])))
-		}
-		c.procs = newSeriesSet(pids, plabels, lim.Buckets, true)
+		c.procs = busiestSeries(s.Procs, lim,
+			func(p *ProcStats) (int32, bool) { return p.PID, p.Other },
+			func(p *ProcStats) uint64 { return p.Accesses() + p.Execs + p.Sys },
+			func(p *ProcStats) string {
+				return fmt.Sprintf("pid %d %s", p.PID, path.Base(p.Programs[len(p.Programs)-1]))
+			})
+		c.procs.rest = true
 	}
 
 	var ws []*MapStats
@@ -236,6 +213,28 @@ func NewCharts(s *Summary, lim ChartLimits) *Charts {
 	}
 	c.events = newSeriesSet(names, names, lim.Buckets, ne > len(evs))
 	return c
+}
+
+// busiestSeries makes the series of the lim.Series busiest of items (but
+// the one standing for the others), in key order.
+func busiestSeries[T any](items []*T, lim ChartLimits, key func(*T) (k int32, other bool), busy func(*T) uint64, label func(*T) string) *seriesSet[int32] {
+	var top []*T
+	for _, it := range items {
+		if _, other := key(it); !other {
+			top = append(top, it)
+		}
+	}
+	sort.SliceStable(top, func(i, j int) bool { return busy(top[i]) > busy(top[j]) })
+	top = top[:min(len(top), lim.Series)]
+	k := func(it *T) int32 { k, _ := key(it); return k }
+	sort.Slice(top, func(i, j int) bool { return k(top[i]) < k(top[j]) })
+	var keys []int32
+	var labels []string
+	for _, it := range top {
+		keys = append(keys, k(it))
+		labels = append(labels, label(it))
+	}
+	return newSeriesSet(keys, labels, lim.Buckets, false)
 }
 
 // newHeat lays out the rows of a map's heat map: one per register, and
