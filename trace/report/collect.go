@@ -147,8 +147,9 @@ type callKey struct {
 // SyscallStats counts the SYS records of one system call and direction on
 // a map group.
 type SyscallStats struct {
-	Name  string // the call ("write", "syscall_451"), or "other" past Limits.Syscalls
-	Dir   trace.Dir
+	Name  string    // the call ("write", "syscall_451"), or "other"
+	Dir   trace.Dir // 0 for the other calls
+	Other bool      // the calls past Limits.Syscalls
 	Count uint64
 	Bytes uint64
 }
@@ -162,8 +163,8 @@ func (m *MapStats) Syscalls() []*SyscallStats {
 	}
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		if (a.Name == "other" && a.Dir == 0) != (b.Name == "other" && b.Dir == 0) {
-			return b.Name == "other" && b.Dir == 0
+		if a.Other != b.Other {
+			return b.Other
 		}
 		if a.Count != b.Count {
 			return a.Count > b.Count
@@ -393,6 +394,7 @@ func (c *Collector) Add(r *trace.Record) {
 	c.live.observe(r)
 	switch r.Kind {
 	case trace.KindMap, trace.KindName, trace.KindCode, trace.KindPCIDev, trace.KindProc:
+		// The lines that follow a PROC line before its process runs.
 	default:
 		c.procCtx = 0
 	}

@@ -125,10 +125,10 @@ func (c *Collector) syscall(r *trace.Record) {
 	call := m.calls[k]
 	if call == nil {
 		if len(m.calls) >= c.lim.Syscalls {
-			k = callKey{name: "other"}
+			k = callKey{name: "other"} // direction 0: no SYS record has it
 		}
 		if call = m.calls[k]; call == nil {
-			call = &SyscallStats{Name: k.name, Dir: k.dir}
+			call = &SyscallStats{Name: k.name, Dir: k.dir, Other: k.dir == 0}
 			m.calls[k] = call
 		}
 	}

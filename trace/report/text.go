@@ -162,7 +162,7 @@ func (t *textWriter) syscalls(m *MapStats) {
 	tb := table{head: []string{"system call", "dir", "count", "bytes"}, right: []bool{false, false, true, true}}
 	for _, c := range calls {
 		dir := c.Dir.String()
-		if c.Dir == 0 {
+		if c.Other {
 			dir = "-"
 		}
 		tb.rows = append(tb.rows, row{cells: []string{c.Name, dir, fmt.Sprint(c.Count), fmt.Sprint(c.Bytes)}})
