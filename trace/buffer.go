@@ -36,6 +36,9 @@ type Buffer struct {
 	flush   func() error
 	stopped chan struct{}
 	byTime  bool
+	// released: Append no longer waits for space (Release).
+	released bool
+	onError  func(error)
 }
 
 // BufferOption configures a Buffer.
@@ -49,6 +52,11 @@ type BufferOption func(*Buffer)
 // decrease. Records without a time of their own (PCIDEV, NAME) must carry
 // the time of the record they follow.
 func SortByTime() BufferOption { return func(b *Buffer) { b.byTime = true } }
+
+// OnError makes the writer call fn, once, with the first error of the sink
+// or of flush, from the writer goroutine: the tracer can then end the
+// session at once, rather than at its next record.
+func OnError(fn func(error)) BufferOption { return func(b *Buffer) { b.onError = fn } }
 
 // FlushInterval is how long records may wait in a Buffer before they are
 // written, when the tracer is not producing enough to fill a batch.
@@ -79,11 +87,12 @@ func NewBuffer(sink Sink, flush func() error, limit int, opts ...BufferOption) *
 	return b
 }
 
-// Append queues a record, waiting while the buffer is full. It returns the
-// writer's first error, if any, so the tracer can stop early.
+// Append queues a record, waiting while the buffer is full (until Release).
+// It returns the writer's first error, if any, so the tracer can stop early.
+// A MARK record is written out at once, with what came before it.
 func (b *Buffer) Append(r *Record) error {
 	b.mu.Lock()
-	for len(b.pending) >= b.limit && b.err == nil && !b.closed {
+	for len(b.pending) >= b.limit && b.err == nil && !b.closed && !b.released {
 		b.signal()
 		b.space.Wait()
 	}
@@ -93,7 +102,7 @@ func (b *Buffer) Append(r *Record) error {
 		return err
 	}
 	b.pending = append(b.pending, *r)
-	if len(b.pending) == b.limit/2 {
+	if len(b.pending) == b.limit/2 || r.Kind == KindMark {
 		b.signal()
 	}
 	b.mu.Unlock()
@@ -106,6 +115,25 @@ func (b *Buffer) signal() {
 	case b.kick <- struct{}{}:
 	default:
 	}
+}
+
+// Release makes Append stop waiting for the writer: records then queue in
+// memory without bound. A session that is ending (Ctrl-C) calls it, so
+// that a writer stuck on a reader that does not read cannot hold the
+// tracer, and with it the program, from detaching. Safe from any
+// goroutine.
+func (b *Buffer) Release() {
+	b.mu.Lock()
+	b.released = true
+	b.space.Broadcast()
+	b.mu.Unlock()
+}
+
+// Err returns the writer's first error, if any.
+func (b *Buffer) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // Written reports how many records the sink has accepted.
@@ -158,11 +186,15 @@ func (b *Buffer) run() {
 		}
 		b.mu.Lock()
 		b.written += uint64(len(batch))
-		if err != nil && b.err == nil {
+		first := err != nil && b.err == nil
+		if first {
 			b.err = err
 			b.space.Broadcast()
 		}
 		b.mu.Unlock()
+		if first && b.onError != nil {
+			b.onError(err)
+		}
 		clear(batch) // drop Text and Fields references
 		spare = batch
 		if final {

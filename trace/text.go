@@ -27,24 +27,20 @@ func NewTextSink(w io.Writer) *TextSink {
 	return s
 }
 
-// Write renders records.
+// Write renders records. Errors are the underlying writer's, as they are:
+// it knows what it writes to.
 func (s *TextSink) Write(recs []Record) error {
 	for i := range recs {
 		s.buf = AppendText(s.buf[:0], &recs[i])
 		if _, err := s.w.Write(s.buf); err != nil {
-			return fmt.Errorf("write log: %w", err)
+			return err
 		}
 	}
 	return nil
 }
 
 // Flush writes buffered output.
-func (s *TextSink) Flush() error {
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("write log: %w", err)
-	}
-	return nil
-}
+func (s *TextSink) Flush() error { return s.w.Flush() }
 
 func appendTime(b []byte, ns int64) []byte {
 	b = strconv.AppendInt(b, ns/1e9, 10)
