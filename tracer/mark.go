@@ -15,10 +15,20 @@ import (
 	"github.com/mmiotrace/mmiotrace/trace"
 )
 
-// MarkDir is the directory of the sessions' mark sockets: the user's
-// runtime directory ($XDG_RUNTIME_DIR, else /run/user/UID, else the temp
-// directory), private to the user.
+// RuntimeDirEnv names the environment variable that, when set, is the
+// directory of the mark sockets itself, instead of MarkDir's default: for
+// tests (each its own sessions, whatever else runs) and for users who keep
+// sessions apart.
+const RuntimeDirEnv = "MMIOTRACE_RUNTIME_DIR"
+
+// MarkDir is the directory of the sessions' mark sockets: $MMIOTRACE_RUNTIME_DIR
+// if set, else "mmiotrace" in the user's runtime directory
+// ($XDG_RUNTIME_DIR, else /run/user/UID, else the temp directory), private
+// to the user.
 func MarkDir() string {
+	if d := os.Getenv(RuntimeDirEnv); d != "" {
+		return d
+	}
 	base := os.Getenv("XDG_RUNTIME_DIR")
 	if base == "" {
 		if d := fmt.Sprintf("/run/user/%d", os.Getuid()); isDir(d) {

@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"regexp"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/mmiotrace/mmiotrace/tracer"
 )
@@ -93,6 +95,11 @@ func main() {
 	if code, ok := tracer.RunHelper(os.Args); ok {
 		os.Exit(code)
 	}
+	// A write to a closed pipe (the log's reader went away: `-o - | head`)
+	// must come back as EPIPE, for a clean end, not kill mmiotrace with
+	// the program's pages still armed. A handler (rather than SIG_IGN,
+	// which a spawned program would inherit) does it.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	os.Exit(dispatch(os.Args[1:]))
 }
 

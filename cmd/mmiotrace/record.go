@@ -128,7 +128,7 @@ func runRecord(args []string) int {
 		return exitError
 	}
 
-	logOut, err := openOutput(*out)
+	logOut, err := openOutput("record", *out)
 	if err != nil {
 		errorf("record: %v", err)
 		return exitError
@@ -148,6 +148,7 @@ func runRecord(args []string) int {
 		NoFollow: *noFollow,
 		Select:   sel,
 		Out:      buf,
+		Stopped:  logOut.stopped,
 		Warn:     func(s string) { ui.warn(s) },
 		Started: func(tracee int) {
 			ui.started(tr, tracee, *pid != 0, false)
@@ -166,7 +167,7 @@ func runRecord(args []string) int {
 	}
 
 	ui.start(tr)
-	res, runErr := runTraced(tr, *pid == 0)
+	res, runErr := logOut.run(tr, *pid == 0)
 	ui.stop()
 	if marks != nil {
 		marks.Close()
@@ -177,10 +178,10 @@ func runRecord(args []string) int {
 		tpRes.TracepointResult = tps.Finish()
 	}
 	werr := logOut.finish()
-	if tr.PID() != 0 { // nothing to summarise when it never started
+	if tr.PID() != 0 && runErr == nil { // nothing to summarise when it never started, or failed
 		ui.summary(tr, globs, *out, res, tpRes)
 	}
-	return exitCode("record", res, runErr, werr, tpRes.Err)
+	return logOut.exitCode(res, runErr, werr, tpRes.Err)
 }
 
 // splitCommas accepts -e 'a:*,b:c' as well as repeated -e.

@@ -116,7 +116,7 @@ func runWatch(args []string) int {
 		errorf("watch: find own executable: %v", err)
 		return exitError
 	}
-	logOut, err := openOutput(*out)
+	logOut, err := openOutput("watch", *out)
 	if err != nil {
 		errorf("watch: %v", err)
 		return exitError
@@ -126,7 +126,7 @@ func runWatch(args []string) int {
 	res.Warn = ui.warn
 	var tr *tracer.Tracer
 	tr, err = tracer.New(tracer.Config{
-		Argv: argv, PID: *pid, Self: self, Out: buf,
+		Argv: argv, PID: *pid, Self: self, Out: buf, Stopped: logOut.stopped,
 		Watches:      res.Resolve,
 		WatchBackend: backend,
 		NoFollow:     *noFollow,
@@ -149,10 +149,10 @@ func runWatch(args []string) int {
 		return exitUsage
 	}
 	ui.start(tr)
-	result, runErr := runTraced(tr, *pid == 0)
+	result, runErr := logOut.run(tr, *pid == 0)
 	ui.stop()
 	werr := logOut.finish()
-	if !*quiet && tr.PID() != 0 {
+	if !*quiet && tr.PID() != 0 && runErr == nil {
 		printWatchStats(os.Stderr, tr.WatchStats())
 	}
 	if n := tr.PerfLost(); n > 0 {
@@ -161,7 +161,7 @@ func runWatch(args []string) int {
 	if n := res.Pending(); n > 0 {
 		ui.warn(fmt.Sprintf("%d watch(es) never placed: their library was not mapped", n))
 	}
-	return exitCode("watch", result, runErr, werr)
+	return logOut.exitCode(result, runErr, werr)
 }
 
 // printWatchStats prints the ksym tracer's table: symbol, access, hits,
