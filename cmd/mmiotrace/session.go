@@ -88,16 +88,18 @@ func (o *logOutput) run(tr *tracer.Tracer, spawned bool) (tracer.Result, error) 
 // so that Ctrl-C always ends it in bounded time:
 //
 //   - Attached program: the first signal detaches (and after forceAfter, or
-//     at a second signal, the detach stops waiting for threads that do not
+//     at the next signal, the detach stops waiting for threads that do not
 //     stop: tracer.Force).
 //   - Spawned program: the first signal is passed on to the program and the
-//     session ends when it exits; the second kills it (with the children it
+//     session ends when it exits; the next kills it (with the children it
 //     started, which carry its seccomp filter and cannot outlive the
 //     tracer).
 //   - Either way the log stops holding the tracer back from the first
-//     signal (trace.Buffer.Release), a third signal exits at once, and so
-//     does any signal once the program is gone and only the log is being
-//     written (to a reader that does not read, say).
+//     signal (trace.Buffer.Release). No number of signals makes mmiotrace
+//     exit before the program is detached or gone (a storm of signals must
+//     not leave armed pages in a live program); once it is, and only the
+//     log is left to write (to a reader that does not read, say), a signal
+//     exits after finishGrace.
 type signals struct {
 	tr      *tracer.Tracer
 	buf     *trace.Buffer
@@ -111,17 +113,23 @@ type signals struct {
 // threads that do not stop.
 const forceAfter = 5 * time.Second
 
+// finishGrace is how long the log may still take to write out after a
+// signal that comes once the program is detached or gone.
+const finishGrace = time.Second
+
 func (s *signals) handle() {
 	n := 0
+	var exitTimer *time.Timer
 	for sig := range s.ch {
 		n++
 		if s.over.Load() {
-			errorf("interrupted while writing the log: exiting; the log may lack its last records")
-			os.Exit(exitError)
-		}
-		if n >= 3 {
-			errorf("interrupted three times: exiting at once (see docs/RELIABILITY.md for what that leaves behind)")
-			os.Exit(exitError)
+			if exitTimer == nil {
+				exitTimer = time.AfterFunc(finishGrace, func() {
+					errorf("interrupted while writing the log: exiting; the log may lack its last records")
+					os.Exit(exitError)
+				})
+			}
+			continue
 		}
 		s.buf.Release()
 		switch {
