@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mmiotrace/mmiotrace/internal/testenv"
 )
 
 // Regression tests for faults around a session (docs/RELIABILITY.md): a
@@ -211,4 +215,68 @@ func TestStopWhileAttaching(t *testing.T) {
 			t.Run(fmt.Sprintf("%d-%d", n, i), func(t *testing.T) { stopWhileAttaching(t, n, d) })
 		}
 	}
+}
+
+// detachStuck attaches to a program one of whose threads cannot stop (a
+// vfork parent whose child is stopped) and interrupts mmiotrace, once
+// (second: and once more): the detach must end in bounded time, through
+// the thread that can stop, and leave the program's pages restored; the
+// program goes on when its child is continued.
+func detachStuck(t *testing.T, second bool) {
+	bin := testenv.BuildC(t, "testdata/vforkstop.c", "-pthread")
+	shm := shmName(t)
+	cmd := exec.Command(bin, shm)
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	out := bufio.NewReader(outp)
+	var pid int
+	var addr uint64
+	if _, err := fmt.Fscanf(out, "%d %v\n", &pid, &addr); err != nil {
+		t.Fatalf("vforkstop: %v", err)
+	}
+	s := startSession(t, "record", "-q", "-o", os.DevNull, "--map", shm, "-p", strconv.Itoa(pid))
+	waitFor(t, "attach", func() bool { return allTraced(t, pid, s.cmd.Process.Pid) })
+	waitFor(t, "armed pages", func() bool {
+		p := perms(t, pid, addr, 0x2000)
+		return len(p) > 0 && p[0][:3] == "---"
+	})
+	fmt.Fprintln(in, "go")
+	var child int
+	if _, err := fmt.Fscanf(out, "child %d\n", &child); err != nil {
+		t.Fatalf("vforkstop: %v", err)
+	}
+	waitFor(t, "the child to stop", func() bool { return allStopped(t, child) })
+	start := time.Now()
+	s.cmd.Process.Signal(syscall.SIGINT)
+	if second {
+		time.Sleep(300 * time.Millisecond)
+		s.cmd.Process.Signal(syscall.SIGINT)
+	}
+	s.waitBounded(t, "detach")
+	t.Logf("detach took %v", time.Since(start).Round(time.Millisecond))
+	if p := perms(t, pid, addr, 0x2000); len(p) != 1 || p[0] != "rw-s" {
+		t.Errorf("pages are %v after detach, want [rw-s]", p)
+	}
+	syscall.Kill(child, syscall.SIGCONT)
+	line, _ := out.ReadString('\n')
+	if !strings.HasPrefix(line, "ok ") {
+		t.Errorf("vforkstop: %q", line)
+	}
+}
+
+// TestDetachStuckThread: Ctrl-C ends a session in bounded time, even when
+// a thread cannot stop; a second Ctrl-C ends it at once.
+func TestDetachStuckThread(t *testing.T) {
+	t.Run("one-signal", func(t *testing.T) { detachStuck(t, false) })
+	t.Run("two-signals", func(t *testing.T) { detachStuck(t, true) })
 }
