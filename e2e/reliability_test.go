@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
+	"github.com/mmiotrace/mmiotrace/trace"
 )
 
 // Regression tests for faults around a session (docs/RELIABILITY.md): a
@@ -279,4 +281,62 @@ func detachStuck(t *testing.T, second bool) {
 func TestDetachStuckThread(t *testing.T) {
 	t.Run("one-signal", func(t *testing.T) { detachStuck(t, false) })
 	t.Run("two-signals", func(t *testing.T) { detachStuck(t, true) })
+}
+
+// TestMarkAfterKilledSession is issue 12, item 9, with real sessions: one
+// killed with SIGKILL leaves its socket behind; `mmiotrace mark` without
+// -p must still reach the one live session, and forget the dead one.
+func TestMarkAfterKilledSession(t *testing.T) {
+	t.Setenv("MMIOTRACE_RUNTIME_DIR", t.TempDir()) // this test's sessions only
+	// A session with nothing armed: its program survives the kill.
+	a := startWorker(t, "anon", "0")
+	sa := startSession(t, "record", "-q", "-o", os.DevNull, "--map", "/nonexistent", "-p", strconv.Itoa(a.pid))
+	waitFor(t, "attach", func() bool { return allTraced(t, a.pid, sa.cmd.Process.Pid) })
+	sock := filepath.Join(os.Getenv("MMIOTRACE_RUNTIME_DIR"), strconv.Itoa(a.pid)+".mark")
+	waitFor(t, "the mark socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	sa.cmd.Process.Kill()
+	sa.wait(t)
+	if res := mmiotrace(t, "mark", "nobody"); res.code != 1 || !strings.Contains(res.stderr, "no mmiotrace session is running") {
+		t.Errorf("mark with only a dead session: exit %d, %q", res.code, res.stderr)
+	}
+	shm := shmName(t)
+	b := startWorker(t, "shm", shm, "0")
+	tlog := filepath.Join(t.TempDir(), "trace.log")
+	sb := startSession(t, "record", "-q", "-o", tlog, "--map", shm, "-p", strconv.Itoa(b.pid))
+	waitFor(t, "attach", func() bool { return allTraced(t, b.pid, sb.cmd.Process.Pid) })
+	// The killed session's socket again, as if left behind now.
+	staleSock(t, sock)
+	waitFor(t, "the live mark socket", func() bool {
+		_, err := os.Stat(filepath.Join(os.Getenv("MMIOTRACE_RUNTIME_DIR"), strconv.Itoa(b.pid)+".mark"))
+		return err == nil
+	})
+	if res := mmiotrace(t, "mark", "to", "the", "live", "one"); res.code != 0 {
+		t.Fatalf("mark: exit %d: %s", res.code, res.stderr)
+	}
+	if _, err := os.Stat(sock); err == nil {
+		t.Errorf("the dead session's socket is still there")
+	}
+	sb.cmd.Process.Signal(syscall.SIGINT)
+	sb.waitBounded(t, "detach")
+	b.quit()
+	var marks []string
+	for _, r := range readLog(t, tlog) {
+		if r.Kind == trace.KindMark {
+			marks = append(marks, r.Text)
+		}
+	}
+	if strings.Join(marks, "|") != "to the live one" {
+		t.Errorf("marks in the log: %q", marks)
+	}
+}
+
+// staleSock makes path a socket nothing listens on.
+func staleSock(t *testing.T, path string) {
+	t.Helper()
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
 }
