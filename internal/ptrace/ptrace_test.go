@@ -84,6 +84,22 @@ func startSleeper(t *testing.T) (*Spawned, uint64, *bufio.Reader) {
 	return s, addr, out
 }
 
+// waitInSyscall waits until the tracee is blocked in system call nr
+// (/proc/PID/syscall names the call a blocked task is in).
+func waitInSyscall(t *testing.T, pid int, nr int) {
+	t.Helper()
+	want := strconv.Itoa(nr) + " "
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/syscall")
+		if strings.HasPrefix(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d not in system call %d: %q", pid, nr, b)
+		}
+	}
+}
+
 // stopNow interrupts the tracee and waits for the interrupt stop.
 func stopNow(t *testing.T, pid int) {
 	t.Helper()
@@ -111,6 +127,10 @@ func TestInjectInsideBlockingSyscall(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	s, addr, _ := startSleeper(t)
+	// Stop it inside pause() itself: stopped on its way there, after
+	// printing, it would take the SIGUSR1 below before pause() and then
+	// wait forever.
+	waitInSyscall(t, s.PID, unix.SYS_PAUSE)
 	stopNow(t, s.PID)
 	mem, err := OpenMem(s.PID)
 	if err != nil {
