@@ -36,14 +36,16 @@ func ParseSpec(s string) (Spec, error) {
 	if i := strings.LastIndexByte(rest, ':'); i >= 0 && (i == 0 || rest[i-1] != ':') {
 		if m, err := hwbp.ParseMode(rest[i+1:]); err == nil {
 			sp.Mode, rest = m, rest[:i]
-		} else if len(rest)-i-1 == 3 && strings.Trim(rest[i+1:], "rwx-") == "" {
-			return Spec{}, fmt.Errorf("symbols: spec %q: %w", s, err)
+		} else if modeLike(rest[i+1:]) {
+			// counter:w or counter:rw is a mode mistyped, not the
+			// symbol "w" of a library "counter".
+			return Spec{}, fmt.Errorf("spec %q: bad MODE %q: MODE is rw- (reads and writes), -w- (writes), r-- (reads) or --x (execution)", s, rest[i+1:])
 		}
 	}
 	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
 		if n, err := parseNum(rest[i+1:]); err == nil {
 			if n == 0 {
-				return Spec{}, fmt.Errorf("symbols: spec %q: length 0", s)
+				return Spec{}, fmt.Errorf("spec %q: length 0", s)
 			}
 			sp.Len, rest = n, rest[:i]
 		}
@@ -51,10 +53,10 @@ func ParseSpec(s string) (Spec, error) {
 	if strings.HasPrefix(rest, "0x") || strings.HasPrefix(rest, "0X") {
 		a, err := strconv.ParseUint(rest[2:], 16, 64)
 		if err != nil {
-			return Spec{}, fmt.Errorf("symbols: spec %q: bad address %q", s, rest)
+			return Spec{}, fmt.Errorf("spec %q: bad address %q", s, rest)
 		}
 		if sp.Len == 0 {
-			return Spec{}, fmt.Errorf("symbols: spec %q: an address needs /LEN", s)
+			return Spec{}, fmt.Errorf("spec %q: an address needs /LEN", s)
 		}
 		sp.Addr = a
 		return sp, nil
@@ -67,14 +69,21 @@ func ParseSpec(s string) (Spec, error) {
 	if i := singleColon(rest); i >= 0 {
 		sp.Lib, rest = rest[:i], rest[i+1:]
 		if sp.Lib == "" {
-			return Spec{}, fmt.Errorf("symbols: spec %q: empty library before ':'", s)
+			return Spec{}, fmt.Errorf("spec %q: empty library before ':'", s)
 		}
 	}
 	if rest == "" {
-		return Spec{}, fmt.Errorf("symbols: spec %q: no symbol", s)
+		return Spec{}, fmt.Errorf("spec %q: no symbol", s)
 	}
 	sp.Symbol = rest
 	return sp, nil
+}
+
+// modeLike reports a suffix that can only be meant as a MODE: made of the
+// letters r, w, x and '-' (no symbol is named "rw" or "w-", but "x" can be:
+// a lone x is left to be a symbol).
+func modeLike(s string) bool {
+	return s != "" && s != "x" && len(s) <= 4 && strings.Trim(s, "rwx-") == ""
 }
 
 // singleColon returns the index of the first ':' that is not part of "::".

@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"sort"
 	"strings"
@@ -69,13 +70,37 @@ type Table struct {
 	syms   []Symbol // sorted by address, then name
 	byName map[string][]int
 	loads  []elf.ProgHeader // PT_LOAD segments, in file order
+	// stripped: the file has no .symtab (only .dynsym, its imports and
+	// exports, if anything).
+	stripped bool
 }
+
+// LinkTimeAddr reports whether addr lies in one of the file's loadable
+// segments at their link-time addresses.
+func (t *Table) LinkTimeAddr(addr uint64) bool {
+	for _, p := range t.loads {
+		if addr >= p.Vaddr && addr-p.Vaddr < p.Memsz {
+			return true
+		}
+	}
+	return false
+}
+
+// Stripped reports a file without a symbol table (.symtab): its variables
+// have no names to watch them by, except the few that are exported.
+func (t *Table) Stripped() bool { return t.stripped }
 
 // Open reads the symbols of the ELF file at path.
 func Open(path string) (*Table, error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("symbols: %s: %w", path, err)
+		var fe *elf.FormatError
+		if errors.As(err, &fe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// elf's own words ("bad magic number '[104 101 108 108]'",
+			// "EOF") do not say what is wrong with the file.
+			return nil, fmt.Errorf("%s is not an ELF file (a script? name the program it runs)", path)
+		}
+		return nil, err // the *PathError names the file
 	}
 	defer f.Close()
 	if f.Class != elf.ELFCLASS64 || f.Machine != elf.EM_X86_64 {
@@ -128,7 +153,9 @@ func Open(path string) (*Table, error) {
 				add(sym)
 			}
 		}
-	} else if !errors.Is(err, elf.ErrNoSymbols) {
+	} else if errors.Is(err, elf.ErrNoSymbols) {
+		t.stripped = true
+	} else {
 		return nil, fmt.Errorf("symbols: %s: .symtab: %w", path, err)
 	}
 	if syms, err := f.DynamicSymbols(); err == nil {

@@ -378,8 +378,8 @@ func TestMatch(t *testing.T) {
 
 func TestList(t *testing.T) {
 	var b strings.Builder
-	if err := List(&b, synthetic(), 0x10000, "counter"); err != nil {
-		t.Fatal(err)
+	if n, err := List(&b, synthetic(), 0x10000, "counter"); err != nil || n != 2 {
+		t.Fatalf("List: %d, %v; want 2 symbols", n, err)
 	}
 	want := "" +
 		"ADDRESS           SIZE  KIND    NAME          FILE\n" +

@@ -55,8 +55,49 @@ func (t *Tracer) spawn() error {
 	return t.resume(th, 0)
 }
 
-// ErrPermission is returned when the tracer may not trace the process.
-var ErrPermission = errors.New("not permitted to trace it: run as root or with CAP_SYS_PTRACE, or set kernel.yama.ptrace_scope=0 (sysctl)")
+// ErrPermission is returned, wrapped with the reason as far as it can be
+// told, when the tracer may not trace the process.
+var ErrPermission = errors.New("not permitted to trace it")
+
+// permissionError explains an EPERM from PTRACE_SEIZE on pid: what the
+// kernel's rules say given this host's settings and mmiotrace's
+// privileges, and what to do.
+func permissionError(pid int) error {
+	scope := -1 // Yama absent
+	if b, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil {
+		scope, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	var hint string
+	switch {
+	case scope == 3:
+		hint = "kernel.yama.ptrace_scope is 3, which forbids all tracing until the next boot"
+	case !hasCapSysPtrace() && scope == 2:
+		hint = "kernel.yama.ptrace_scope is 2: run as root or with CAP_SYS_PTRACE"
+	case !hasCapSysPtrace():
+		hint = "run as root or with CAP_SYS_PTRACE, or set kernel.yama.ptrace_scope=0 (sysctl)"
+	default:
+		// Root, and still refused: neither running as root nor Yama is
+		// the cause.
+		hint = "the kernel refuses it even with CAP_SYS_PTRACE: the process may run in another user namespace or with capabilities mmiotrace lacks (the system's init, a container's), or a security module may protect it"
+	}
+	return fmt.Errorf("attach to process %d: %w: %s", pid, ErrPermission, hint)
+}
+
+// hasCapSysPtrace reports whether mmiotrace has CAP_SYS_PTRACE in its
+// effective set.
+func hasCapSysPtrace() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return caps&(1<<unix.CAP_SYS_PTRACE) != 0
+		}
+	}
+	return false
+}
 
 // attach seizes every thread of a running process, stops them, arms its
 // mappings and lets it go on.
@@ -89,7 +130,7 @@ func (t *Tracer) attach() error {
 				}
 				t.releaseAll()
 				if errors.Is(err, syscall.EPERM) {
-					return fmt.Errorf("attach to process %d: %w", pid, ErrPermission)
+					return permissionError(pid)
 				}
 				return fmt.Errorf("attach to process %d: %w", pid, err)
 			}

@@ -76,30 +76,106 @@ func (r *SpecResolver) table(path string) (*symbols.Table, error) {
 // clear errors: unknown names (with suggestions), no symbols at all.
 func (r *SpecResolver) Check(exe string) error {
 	for i, sp := range r.specs {
-		if sp.Symbol == "" || sp.Lib != "" {
-			continue
+		var err error
+		switch {
+		case sp.Symbol == "":
+			err = r.checkAddr(exe, i, sp)
+		case sp.Lib != "":
+			err = r.checkLib(exe, i, sp)
+		default:
+			err = r.checkSymbol(exe, i, sp)
 		}
-		t, err := r.table(exe)
 		if err != nil {
-			return fmt.Errorf("%s: %v", r.names[i], err)
-		}
-		if len(t.Symbols()) == 0 {
-			return fmt.Errorf("%s has no symbols (stripped?): watch raw addresses instead, 0xADDR/LEN", exe)
-		}
-		_, addr, n, err := t.Resolve(sp)
-		if err != nil {
-			if errors.Is(err, symbols.ErrNotFound) && !hasSymtab(exe) {
-				// A stripped file still has .dynsym (its imports), so
-				// the table is not empty; say why the name is missing.
-				return fmt.Errorf("%s: %s has no symbol table (stripped?): watch raw addresses instead, 0xADDR/LEN (take them from an unstripped build: mmiotrace symbols FILE)", r.names[i], exe)
-			}
 			return err
-		}
-		if err := placeable(addr, n, sp.Mode); err != nil {
-			return fmt.Errorf("%s: %v", r.names[i], err)
 		}
 	}
 	return nil
+}
+
+// checkSymbol resolves a SPEC's symbol in the executable.
+func (r *SpecResolver) checkSymbol(exe string, i int, sp symbols.Spec) error {
+	t, err := r.table(exe)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.names[i], err)
+	}
+	if len(t.Symbols()) == 0 {
+		return fmt.Errorf("%s has no symbols (stripped?): watch raw addresses instead, 0xADDR/LEN", exe)
+	}
+	_, addr, n, err := t.Resolve(sp)
+	if err != nil {
+		if errors.Is(err, symbols.ErrNotFound) && !hasSymtab(exe) {
+			// A stripped file still has .dynsym (its imports), so
+			// the table is not empty; say why the name is missing.
+			return fmt.Errorf("%s: %s has no symbol table (stripped?): watch raw addresses instead, 0xADDR/LEN (take them from an unstripped build: mmiotrace symbols FILE)", r.names[i], exe)
+		}
+		return err
+	}
+	if err := placeable(addr, n, sp.Mode); err != nil {
+		return fmt.Errorf("%s: %v", r.names[i], err)
+	}
+	return nil
+}
+
+// checkAddr refuses a raw address that cannot be one at run time: a
+// link-time address of a position-independent executable, which the
+// kernel loads at a random base (nothing is ever mapped there).
+func (r *SpecResolver) checkAddr(exe string, i int, sp symbols.Spec) error {
+	t, err := r.table(exe)
+	if err != nil || t.Type != elf.ET_DYN || !t.LinkTimeAddr(sp.Addr) {
+		return nil // the address is checked when the watch is placed
+	}
+	return fmt.Errorf("%s: %#x is a link-time address of %s, which is position-independent (loaded at a random address): watch the symbol by name, or attach with -p and take the run-time address from 'mmiotrace symbols -p PID'", r.names[i], sp.Addr, realPath(exe))
+}
+
+// checkLib catches a LIB:SYMBOL that cannot be one: SYMBOL missing from the
+// executable when LIB names the executable itself, or LIB a symbol of the
+// executable with no library of that name in sight (counter:zzz, a MODE
+// mistyped, reads as the symbol "zzz" of a library "counter").
+func (r *SpecResolver) checkLib(exe string, i int, sp symbols.Spec) error {
+	path := realPath(exe)
+	t, err := r.table(exe)
+	if err != nil {
+		return nil // not an executable we can read: the run says
+	}
+	modeHint := "; a MODE is rw-, -w-, r-- or --x"
+	if libMatch(sp.Lib, path) {
+		if _, _, _, err := t.Resolve(symbols.Spec{Symbol: sp.Symbol, Off: sp.Off, Len: sp.Len, Mode: sp.Mode}); err != nil {
+			return fmt.Errorf("%s: %w%s", r.names[i], err, modeHint)
+		}
+		return nil
+	}
+	if strings.Contains(sp.Lib, ".so") {
+		return nil // a library's file name: it may be loaded later
+	}
+	if _, _, _, err := t.Resolve(symbols.Spec{Symbol: sp.Lib}); err != nil {
+		return nil // not a symbol of the executable: take it as a library
+	}
+	for _, lib := range neededLibs(exe) {
+		if libMatch(sp.Lib, lib) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s: %q is a symbol of %s, and no library it loads is named like it: for a library's symbol write LIB:SYMBOL with the library's file name (libfoo.so:SYMBOL)%s", r.names[i], sp.Lib, path, modeHint)
+}
+
+// neededLibs returns the libraries an executable names (DT_NEEDED).
+func neededLibs(exe string) []string {
+	f, err := elf.Open(exe)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	libs, _ := f.ImportedLibraries()
+	return libs
+}
+
+// realPath resolves /proc/PID/exe to the executable's path, for messages
+// and for matching LIB against it.
+func realPath(exe string) string {
+	if p, err := os.Readlink(exe); err == nil && strings.HasPrefix(exe, "/proc/") {
+		return p
+	}
+	return exe
 }
 
 // hasSymtab reports whether the ELF file at path has a .symtab section

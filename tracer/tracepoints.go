@@ -19,6 +19,7 @@ type TracepointCollector struct {
 	done     chan struct{}
 	stop     chan struct{}
 	res      TracepointResult
+	last     string // name of the latest event collected
 }
 
 // TracepointResult is what a TracepointCollector did.
@@ -33,7 +34,10 @@ type TracepointResult struct {
 	// Unsynced says the program could not confirm, when collection stopped,
 	// that no event was still being written (see tpcollect.Session.Unsynced).
 	Unsynced bool
-	Err      error
+	// Names are the tracepoints ("provider:event") of the events
+	// collected: a pattern that matches none of them selected nothing.
+	Names map[string]bool
+	Err   error
 }
 
 // TracepointPoll is how long the collector sleeps when it finds the ring
@@ -126,6 +130,13 @@ func (c *TracepointCollector) append(r *trace.Record) {
 		return
 	}
 	c.res.Events++
+	if r.Text != c.last { // a map access only when the name changes
+		c.last = r.Text
+		if c.res.Names == nil {
+			c.res.Names = map[string]bool{}
+		}
+		c.res.Names[r.Text] = true
+	}
 }
 
 // Finish stops collecting, drains what is left, and reports.

@@ -190,7 +190,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"report", "/nonexistent/x.log"}, 1, "/nonexistent/x.log"},
 		{[]string{"version", "extra"}, 2, "unexpected argument"},
 		// Errors wrapped by libraries that prefix their messages.
-		{[]string{"symbols", notELF}, 1, "symbols: " + notELF + ": bad magic number"},
+		{[]string{"symbols", notELF}, 1, "symbols: " + notELF + " is not an ELF file"},
 		{[]string{"watch", "no_such_variable", "--", watchme}, 2, `watch: no symbol "no_such_variable"`},
 	} {
 		cmd := exec.Command(bin, tc.args...)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/mmiotrace/mmiotrace/internal/tpcollect"
 	"github.com/mmiotrace/mmiotrace/tracer"
@@ -90,12 +89,10 @@ func runRecord(args []string) int {
 			return exitUsage
 		}
 	}
-	events = splitCommas(events)
-	for _, e := range events {
-		if err := tracer.ValidateGlob(strings.ReplaceAll(e, ":", "/")); err != nil || e == "" {
-			usageError("record", "bad tracepoint pattern %q", e)
-			return exitUsage
-		}
+	events, err := tracer.ParseEvents(events)
+	if err != nil {
+		usageError("record", "%v", err)
+		return exitUsage
 	}
 	var tpOpt tpcollect.Options
 	if *tpRing != "" {
@@ -179,22 +176,12 @@ func runRecord(args []string) int {
 	}
 	werr := logOut.finish()
 	if tr.PID() != 0 && runErr == nil { // nothing to summarise when it never started, or failed
+		for _, w := range selectionWarnings(tr.Stats(), ranges, len(globs) == 0 && len(ranges) == 0 && len(events) == 0, events, tpRes) {
+			ui.warn(w)
+		}
 		ui.summary(tr, globs, *out, res, tpRes)
 	}
 	return logOut.exitCode(res, runErr, werr, tpRes.Err)
-}
-
-// splitCommas accepts -e 'a:*,b:c' as well as repeated -e.
-func splitCommas(l []string) []string {
-	var out []string
-	for _, s := range l {
-		for _, p := range strings.Split(s, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				out = append(out, p)
-			}
-		}
-	}
-	return out
 }
 
 // summary is the tracepoint line of record's summary.

@@ -188,7 +188,7 @@ func (o *logOutput) exitCode(res tracer.Result, runErr error, errs ...error) int
 		if o.reported.Load() {
 			return exitError
 		}
-		msg := err.Error()
+		msg := userError(err)
 		if i == 0 && res.Detached {
 			msg += fmt.Sprintf(": tracing stopped; process %d runs on, detached", o.pid())
 		}

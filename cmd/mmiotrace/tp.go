@@ -42,6 +42,10 @@ func runTp(args []string) int {
 		usageError("tp list", "give the program's pid with -p PID")
 		return exitUsage
 	}
+	if err := checkProcess(*pid); err != nil {
+		errorf("tp list: %v", err)
+		return exitError
+	}
 	list, err := tpcollect.List(*pid)
 	if err != nil {
 		if errors.Is(err, tpcollect.ErrNotExposed) {

@@ -101,12 +101,23 @@ func runWatch(args []string) int {
 	// Unknown symbols are reported before anything starts.
 	exe := ""
 	if *pid != 0 {
+		if err := checkProcess(*pid); err != nil {
+			errorf("watch: %v", err)
+			return exitError
+		}
 		exe = fmt.Sprintf("/proc/%d/exe", *pid)
 	} else if p, err := exec.LookPath(argv[0]); err == nil {
 		exe = p
+	} else {
+		errorf("watch: command %q: %v", argv[0], unwrapExecError(err))
+		return exitError
 	}
 	if exe != "" {
 		if err := res.Check(exe); err != nil {
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
+				errorf("watch: %v", err) // the file, not the SPEC
+				return exitError
+			}
 			usageError("watch", "%v", err)
 			return exitUsage
 		}
@@ -158,7 +169,7 @@ func runWatch(args []string) int {
 	if n := tr.PerfLost(); n > 0 {
 		ui.warn(fmt.Sprintf("perf dropped %d hits (its ring was full); the ptrace backend loses none", n))
 	}
-	if n := res.Pending(); n > 0 {
+	if n := res.Pending(); n > 0 && tr.PID() != 0 && runErr == nil {
 		ui.warn(fmt.Sprintf("%d watch(es) never placed: their library was not mapped", n))
 	}
 	return logOut.exitCode(result, runErr, werr)
@@ -232,6 +243,10 @@ func runSymbols(args []string) int {
 	rest := fs.Args()
 	path := ""
 	if *pid != 0 {
+		if err := checkProcess(*pid); err != nil {
+			errorf("symbols: %v", err)
+			return exitError
+		}
 		path = fmt.Sprintf("/proc/%d/exe", *pid)
 	} else if len(rest) > 0 {
 		path, rest = rest[0], rest[1:]
@@ -255,8 +270,17 @@ func runSymbols(args []string) int {
 			return exitError
 		}
 	}
-	if err := symbols.List(os.Stdout, t, bias, pattern); err != nil {
+	n, err := symbols.List(os.Stdout, t, bias, pattern)
+	if err != nil {
 		errorf("symbols: %v", err)
+		return exitError
+	}
+	switch {
+	case n == 0 && t.Stripped():
+		errorf("symbols: %s has no symbol table (stripped?): take names and addresses from an unstripped build of it", path)
+		return exitError
+	case n == 0:
+		errorf("symbols: no symbol of %s matches %q", path, pattern)
 		return exitError
 	}
 	return exitOK
