@@ -75,6 +75,11 @@ func ParseSpec(s string) (Spec, error) {
 	if rest == "" {
 		return Spec{}, fmt.Errorf("spec %q: no symbol", s)
 	}
+	if strings.HasSuffix(rest, ":") {
+		// No symbol ends with ':' (C++'s :: is between names); and one
+		// that did could not take a :MODE after it.
+		return Spec{}, fmt.Errorf("spec %q: a symbol does not end with ':'", s)
+	}
 	sp.Symbol = rest
 	return sp, nil
 }
@@ -101,6 +106,16 @@ func singleColon(s string) int {
 	return -1
 }
 
+// endsInNum reports whether s ends in sep followed by a number.
+func endsInNum(s string, sep byte) bool {
+	i := strings.LastIndexByte(s, sep)
+	if i < 0 {
+		return false
+	}
+	_, err := parseNum(s[i+1:])
+	return err == nil
+}
+
 func parseNum(s string) (uint64, error) {
 	if s == "" || s[0] == '+' || s[0] == '-' {
 		return 0, strconv.ErrSyntax
@@ -118,7 +133,10 @@ func (sp Spec) String() string {
 			b.WriteString(sp.Lib + ":")
 		}
 		b.WriteString(sp.Symbol)
-		if sp.Off != 0 {
+		// A symbol that itself ends in +NUM ("x+1", from "x+1+0"), or in
+		// /NUM with no length after it ("x/4", from "x/4+0"), needs its
+		// offset written, even 0, or that suffix would be read as one.
+		if sp.Off != 0 || endsInNum(sp.Symbol, '+') || sp.Len == 0 && endsInNum(sp.Symbol, '/') {
 			fmt.Fprintf(&b, "+%#x", sp.Off)
 		}
 	}

@@ -134,7 +134,8 @@ func ParseText(r io.Reader) ([]Record, error) {
 }
 
 // ParseLine parses one text-format line. ok is false for VERSION, empty and
-// unknown lines.
+// unknown lines, and for a malformed line of a known kind, which gives an
+// error and a zero Record.
 func ParseLine(line string) (rec Record, ok bool, err error) {
 	var t tokens
 	return t.parse([]byte(line))
@@ -271,7 +272,8 @@ func (t *tokens) value(rec *Record) {
 	}
 }
 
-// parse parses one line. ok is false for lines that are not records.
+// parse parses one line. ok is false for lines that are not records, and
+// with an error.
 func (t *tokens) parse(line []byte) (rec Record, ok bool, err error) {
 	t.split(line)
 	if t.n == 0 {
@@ -397,7 +399,10 @@ func (t *tokens) parse(line []byte) (rec Record, ok bool, err error) {
 	default:
 		return rec, false, nil
 	}
-	return rec, true, t.err
+	if t.err != nil {
+		return Record{}, false, t.err
+	}
+	return rec, true, nil
 }
 
 // parseFields reads a TP line's name=value fields, honouring quotes.
