@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -117,7 +118,10 @@ func (t *Tracer) loop() error {
 				continue
 			}
 			s = stop{tid, ws}
-			t.takeReady()
+			if now := time.Now(); now.After(t.nextDrain) {
+				t.takeReady()
+				t.nextDrain = now.Add(drainEvery)
+			}
 		}
 		handle := t.handle
 		if t.passthrough {
@@ -133,9 +137,11 @@ func (t *Tracer) loop() error {
 // takeReady queues every other report that is ready, so that the loop
 // handles the threads stopped now in turn before it waits again. wait4
 // scans tracees in a fixed order (the latest attached first): taking one
-// report per wait, a thread late in that order would wait as long as
-// earlier ones keep stopping, and an attached program's main thread was
-// starved for tens of seconds by 64 busy threads.
+// report per wait, a thread late in that order waits as long as earlier
+// ones keep stopping, and an attached program's main thread was starved for
+// tens of seconds by 64 busy threads. The loop calls it at most every
+// drainEvery: the wait4 it costs is a system call on the hit path, and a
+// thread that would starve still gets a turn every millisecond.
 func (t *Tracer) takeReady() {
 	for {
 		tid, ws, err := ptrace.WaitAny(true)
@@ -147,6 +153,9 @@ func (t *Tracer) takeReady() {
 		}
 	}
 }
+
+// drainEvery bounds how often the loop takes every ready report at once.
+const drainEvery = time.Millisecond
 
 // failure returns the error that ends the session as a tracer failure: one
 // passed to Abort, or the first record the log refused.

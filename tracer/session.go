@@ -160,6 +160,8 @@ type Tracer struct {
 	// on untraced, with mmiotrace as a tracer that only passes every stop
 	// on (see untrace).
 	passthrough bool
+	// nextDrain is when the loop next takes every ready report (takeReady).
+	nextDrain time.Time
 }
 
 // process is one traced process: a thread group and what the tracer keeps

@@ -3,6 +3,7 @@ package ptrace
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -313,6 +314,22 @@ func TestInjectAtSeccompStop(t *testing.T) {
 		}
 		if err := Cont(s.PID, sig); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWaitAnyNohang measures a wait4(-1, WNOHANG) that finds nothing
+// to report: what the tracer loop adds per wake-up to take every ready stop
+// in turn (see tracer's takeReady).
+func BenchmarkWaitAnyNohang(b *testing.B) {
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { child.Process.Kill(); child.Wait() }()
+	for b.Loop() {
+		if pid, _, err := WaitAny(true); pid != 0 || err != nil {
+			b.Fatalf("WaitAny: %d, %v", pid, err)
 		}
 	}
 }
