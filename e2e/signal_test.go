@@ -230,3 +230,39 @@ func TestSecondSignalKillsChildren(t *testing.T) {
 		t.Errorf("mmiotrace exit %d, want %d (the program killed)\nstderr:\n%s", code, 128+int(syscall.SIGKILL), stderr.String())
 	}
 }
+
+// TestKillTracerRestoresPages: SIGKILL of mmiotrace attached to a program
+// that does not touch its armed pages at that moment (idle, waiting for
+// input): the waker gives the pages their protection back, and the
+// program, touching them later, goes on unharmed.
+func TestKillTracerRestoresPages(t *testing.T) {
+	shm := shmName(t)
+	w := startWorker(t, "shm", shm, "0")
+	s := startSession(t, "record", "-q", "-o", os.DevNull, "--map", shm, "-p", strconv.Itoa(w.pid))
+	waitFor(t, "attach", func() bool { return allTraced(t, w.pid, s.cmd.Process.Pid) })
+	waitFor(t, "armed pages", func() bool {
+		p := perms(t, w.pid, w.addr, 0x2000)
+		return len(p) == 1 && p[0] == "---s"
+	})
+	// The attach is over when the program sleeps in its read again (a
+	// kill while the tracer injects a system call into the thread leaves
+	// it with the tracer's registers: see docs/RELIABILITY.md).
+	waitFor(t, "the attach to end", func() bool { return threadStates(t, w.pid)[w.pid] == "S" })
+	s.cmd.Process.Kill()
+	waitFor(t, "pages restored", func() bool {
+		p := perms(t, w.pid, w.addr, 0x2000)
+		return len(p) == 1 && p[0] == "rw-s"
+	})
+	waitFor(t, "the waker to let go", func() bool {
+		for _, tp := range tracerPids(t, w.pid) {
+			if tp != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if ans := w.call("touch 5"); ans != "done" {
+		t.Fatalf("touch: %q", ans)
+	}
+	w.quit()
+}

@@ -302,7 +302,7 @@ func (t *Tracer) forkProcess(th *thread, pid int) (*process, error) {
 		}
 		c.shadow.Store(&shadow)
 	}
-	c.engine = parent.engine.Fork(protector{c}, func(p *kmmio.Probe) *kmmio.Probe {
+	c.engine = parent.engine.Fork(protector{c, t}, func(p *kmmio.Probe) *kmmio.Probe {
 		if q := copies[p]; q != nil {
 			return q
 		}
@@ -342,7 +342,7 @@ func (t *Tracer) checkForked(th *thread) error {
 				continue
 			}
 			fp.Prot = maps[i].Prot()
-			if err := (protector{p}).Protect(a, pageSize, kmmio.ProtNone); err != nil {
+			if err := (protector{p, t}).Protect(a, pageSize, kmmio.ProtNone); err != nil {
 				return err
 			}
 		}

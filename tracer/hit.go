@@ -340,6 +340,11 @@ func (t *Tracer) stepAccess(th *thread, in *x86.Inst, fp *kmmio.FaultPage, fault
 
 	t.injTID = th.tid
 	pages := []*kmmio.FaultPage{fp}
+	// The page is disarmed for the step alone: the waker need not know
+	// (were the tracer killed now, its restoring the page to the
+	// program's protection would change nothing).
+	t.quietProtect = true
+	defer func() { t.quietProtect = false }()
 	if err := t.engine.Disarm(fp); err != nil {
 		return 0, err
 	}

@@ -42,8 +42,15 @@ type alias struct {
 }
 
 // protector changes page protections in a process by injecting mprotect
-// into its stopped thread injTID.
-type protector struct{ p *process }
+// into its stopped thread injTID, and tells the waker which pages are armed
+// (see watchdog.go).
+type protector struct {
+	p *process
+	t *Tracer
+}
+
+// protector returns the current process's protector.
+func (t *Tracer) protector() protector { return protector{t.process, t} }
 
 // Protect implements kmmio.Protector.
 func (pr protector) Protect(addr, length uint64, prot int) error {
@@ -55,6 +62,7 @@ func (pr protector) Protect(addr, length uint64, prot int) error {
 	if r < 0 {
 		return fmt.Errorf("mprotect %#x+%#x in thread %d: %w", addr, length, p.injTID, syscall.Errno(-r))
 	}
+	pr.t.watchdogProtect(p, addr, length, prot)
 	return nil
 }
 
@@ -62,7 +70,7 @@ func (pr protector) Protect(addr, length uint64, prot int) error {
 // parts of those inside [lo, hi) that are not traced yet.
 func (t *Tracer) syncMaps(lo, hi, pc uint64, tid int) error {
 	if t.engine == nil {
-		t.engine = kmmio.New(protector{t.process})
+		t.engine = kmmio.New(t.protector())
 	}
 	maps, err := ReadMaps(t.pid)
 	if err != nil {
@@ -316,7 +324,7 @@ func (t *Tracer) unmapRange(addr, length, pc uint64, tid int) error {
 			t.insertMap(&rest)
 		}
 	}
-	if _, err := t.engine.Forget(addr, length); err != nil {
+	if _, err := t.forgetPages(addr, length); err != nil {
 		return err
 	}
 	now := trace.Now()
@@ -374,7 +382,8 @@ func (t *Tracer) dropAllMaps(pc uint64, tid int) error {
 		}
 	}
 	t.maps = nil
-	t.engine = kmmio.New(protector{t.process})
+	t.engine = kmmio.New(t.protector())
+	t.watchdogForgetAll(t.process)
 	return nil
 }
 

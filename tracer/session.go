@@ -162,6 +162,9 @@ type Tracer struct {
 	passthrough bool
 	// nextDrain is when the loop next takes every ready report (takeReady).
 	nextDrain time.Time
+	// quietProtect: protection changes are not the waker's business (a
+	// page disarmed for a single step).
+	quietProtect bool
 }
 
 // process is one traced process: a thread group and what the tracer keeps

@@ -116,7 +116,7 @@ func (t *Tracer) syscallExit(th *thread, ret int64) error {
 			return err
 		}
 		if moved >= 0 {
-			if err := (protector{t.process}).Protect(addr, length, moved); err != nil {
+			if err := t.protector().Protect(addr, length, moved); err != nil {
 				return err
 			}
 		}

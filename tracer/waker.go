@@ -23,10 +23,11 @@ import (
 //     can wake the tracer again (Ctrl-C, then a second Ctrl-C, a log that
 //     failed, a timer).
 //   - Watching over an attached program. The tracer tells it the CPU
-//     affinity each thread had before it was pinned (see pin.go). If the
-//     tracer dies without cleaning up (SIGKILL), its end of the pipe closes,
-//     and the waker gives every thread of the program its affinity back.
-//     Nothing else can be restored from outside: see docs/RELIABILITY.md.
+//     affinity each thread had before it was pinned (see pin.go), and which
+//     pages it armed. If the tracer dies without cleaning up (SIGKILL), its
+//     end of the pipe closes, and the waker gives every thread of the
+//     program its affinity back and, best effort, the pages their
+//     protection (see watchdog.go and docs/RELIABILITY.md).
 //
 // The tracer kills the waker when a session ends normally.
 const WakerArg = "__mmiotrace_waker"
@@ -47,6 +48,7 @@ func runWaker() int {
 	var (
 		procs   = map[int]unix.CPUSet{}
 		threads = map[int]unix.CPUSet{}
+		armed   = armedPages{}
 		pending []byte
 		buf     = make([]byte, 4096)
 	)
@@ -68,6 +70,7 @@ func runWaker() int {
 			switch {
 			case line == wakerWake:
 				wake = true
+			case armed.line(f):
 			case len(f) == 3 && (f[0] == "p" || f[0] == "t"):
 				id, err1 := strconv.Atoi(f[1])
 				mask, err2 := parseMask(f[2])
@@ -85,8 +88,10 @@ func runWaker() int {
 			syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 		}
 	}
-	// The tracer died without cleaning up: give the program's threads
-	// their own CPU affinity back.
+	// The tracer died without cleaning up: give the program its pages
+	// back, as far as it can be done (see watchdog.go), and its threads
+	// their own CPU affinity.
+	armed.restore()
 	for pid, procMask := range procs {
 		ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 		if err != nil {

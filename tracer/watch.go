@@ -208,7 +208,7 @@ func (t *Tracer) rearmWatches(addr, length uint64) error {
 	if len(hit) == 0 {
 		return nil
 	}
-	if _, err := t.engine.Forget(addr, length); err != nil {
+	if _, err := t.forgetPages(addr, length); err != nil {
 		return err
 	}
 	for _, st := range hit {
@@ -227,7 +227,7 @@ func (t *Tracer) unmapWatches(addr, length, pc uint64, tid int) error {
 	if len(hit) == 0 {
 		return nil
 	}
-	if _, err := t.engine.Forget(addr, length); err != nil {
+	if _, err := t.forgetPages(addr, length); err != nil {
 		return err
 	}
 	ws := t.watch
