@@ -92,6 +92,22 @@ func runBounded(t *testing.T, cmd *exec.Cmd) int {
 	return cmd.ProcessState.ExitCode()
 }
 
+// failing runs mmiotrace with args, which must fail: exit 1 with one line
+// that contains msg.
+func failing(t *testing.T, msg string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(testenv.BuildCLI(t), args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if code := runBounded(t, cmd); code != 1 {
+		t.Errorf("mmiotrace exit %d, want 1\nstderr:\n%s", code, stderr.String())
+	}
+	singleLine(t, stderr.String(), msg)
+}
+
 // TestClosedPipeSpawned is issue 12, item 3, spawn mode: `-o - | head -1`
 // killed mmiotrace with SIGPIPE, and the program with it.
 func TestClosedPipeSpawned(t *testing.T) {
@@ -279,32 +295,14 @@ func TestFullDisk(t *testing.T) {
 	t.Run("devfull-spawned", func(t *testing.T) {
 		shm := shmName(t)
 		argv, result := busy(t, shm)
-		cmd := exec.Command(bin, append([]string{"record", "-q", "-o", "/dev/full", "--map", shm, "--"}, argv...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if code := runBounded(t, cmd); code != 1 {
-			t.Errorf("mmiotrace exit %d, want 1\nstderr:\n%s", code, stderr.String())
-		}
-		singleLine(t, stderr.String(), "no space left on device")
+		failing(t, "no space left on device", append([]string{"record", "-q", "-o", "/dev/full", "--map", shm, "--"}, argv...)...)
 		checkBusy(t, result)
 	})
 	t.Run("devfull-attached", func(t *testing.T) {
 		shm := shmName(t)
 		w := startWorker(t, "shm", shm, "3")
 		w.waitRounds(10)
-		cmd := exec.Command(bin, "record", "-q", "-o", "/dev/full", "--map", shm, "-p", strconv.Itoa(w.pid))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		if code := runBounded(t, cmd); code != 1 {
-			t.Errorf("mmiotrace exit %d, want 1\nstderr:\n%s", code, stderr.String())
-		}
-		singleLine(t, stderr.String(), "no space left on device")
+		failing(t, "no space left on device", "record", "-q", "-o", "/dev/full", "--map", shm, "-p", strconv.Itoa(w.pid))
 		if p := perms(t, w.pid, w.addr, 0x2000); len(p) != 1 || p[0] != "rw-s" {
 			t.Errorf("worker's pages are %v after the failure, want [rw-s]", p)
 		}

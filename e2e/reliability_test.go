@@ -76,8 +76,38 @@ func (s *session) waitBounded(t *testing.T, what string) {
 			t.Fatalf("%s: mmiotrace: %v\nstderr:\n%s", what, err, s.stderr.String())
 		}
 	case <-time.After(10 * time.Second):
+		// Its goroutines' stacks say where it is stuck.
+		s.cmd.Process.Signal(syscall.SIGQUIT)
+		time.Sleep(time.Second)
 		t.Fatalf("%s: mmiotrace still running 10 s after SIGINT\nstderr:\n%s", what, s.stderr.String())
 	}
+}
+
+// waitArmed waits until session s has attached to w and armed its pages.
+func waitArmed(t *testing.T, s *session, w *worker) {
+	t.Helper()
+	waitFor(t, "attach", func() bool { return allTraced(t, w.pid, s.cmd.Process.Pid) })
+	waitFor(t, "armed pages", func() bool {
+		p := perms(t, w.pid, w.addr, 0x2000)
+		return len(p) > 0 && p[len(p)-1][:3] == "---"
+	})
+}
+
+// interruptStopped interrupts session s while w is stopped by job control:
+// the session must end at once and leave w detached, restored and still
+// stopped; w is then continued and must go on unharmed.
+func interruptStopped(t *testing.T, s *session, w *worker) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGINT)
+	s.waitBounded(t, "detach")
+	time.Sleep(50 * time.Millisecond)
+	if !allStopped(t, w.pid) {
+		t.Fatalf("detach woke the stopped program: threads %v", threadStates(t, w.pid))
+	}
+	checkDetached(t, w)
+	syscall.Kill(w.pid, syscall.SIGCONT)
+	w.waitRounds(100)
+	w.quit()
 }
 
 // checkDetached checks that every thread of w is untraced and its pages
@@ -106,11 +136,7 @@ func attachStopped(t *testing.T, threads int, cont bool) {
 	stopWorker(t, w)
 	tlog := filepath.Join(t.TempDir(), "trace.log")
 	s := startSession(t, "record", "-q", "-o", tlog, "--range", fmt.Sprintf("%#x+0x2000", w.addr), "-p", strconv.Itoa(w.pid))
-	waitFor(t, "attach", func() bool { return allTraced(t, w.pid, s.cmd.Process.Pid) })
-	waitFor(t, "armed pages", func() bool {
-		p := perms(t, w.pid, w.addr, 0x2000)
-		return len(p) > 0 && p[len(p)-1][:3] == "---"
-	})
+	waitArmed(t, s, w)
 	time.Sleep(100 * time.Millisecond)
 	if !allStopped(t, w.pid) {
 		t.Fatalf("the stopped program runs while traced: threads %v", threadStates(t, w.pid))
@@ -154,23 +180,10 @@ func detachStopped(t *testing.T, threads int) {
 	w.waitRounds(10)
 	tlog := filepath.Join(t.TempDir(), "trace.log")
 	s := startSession(t, "record", "-q", "-o", tlog, "--range", fmt.Sprintf("%#x+0x2000", w.addr), "-p", strconv.Itoa(w.pid))
-	waitFor(t, "attach", func() bool { return allTraced(t, w.pid, s.cmd.Process.Pid) })
-	waitFor(t, "armed pages", func() bool {
-		p := perms(t, w.pid, w.addr, 0x2000)
-		return len(p) > 0 && p[len(p)-1][:3] == "---"
-	})
+	waitArmed(t, s, w)
 	w.waitRounds(50)
 	stopWorker(t, w)
-	s.cmd.Process.Signal(syscall.SIGINT)
-	s.waitBounded(t, "detach")
-	time.Sleep(50 * time.Millisecond)
-	if !allStopped(t, w.pid) {
-		t.Fatalf("detach woke the stopped program: threads %v", threadStates(t, w.pid))
-	}
-	checkDetached(t, w)
-	syscall.Kill(w.pid, syscall.SIGCONT)
-	w.waitRounds(100)
-	w.quit()
+	interruptStopped(t, s, w)
 	if n := checkRounds(t, tlog, w.addr, threads); n < 100 {
 		t.Errorf("log has %d records, want at least 100 (50 rounds)", n)
 	}
@@ -197,16 +210,7 @@ func stopWhileAttaching(t *testing.T, threads int, delay time.Duration) {
 	stopWorker(t, w)
 	waitFor(t, "attach", func() bool { return allTraced(t, w.pid, s.cmd.Process.Pid) })
 	time.Sleep(100 * time.Millisecond)
-	s.cmd.Process.Signal(syscall.SIGINT)
-	s.waitBounded(t, "detach")
-	time.Sleep(50 * time.Millisecond)
-	if !allStopped(t, w.pid) {
-		t.Fatalf("detach woke the stopped program: threads %v", threadStates(t, w.pid))
-	}
-	checkDetached(t, w)
-	syscall.Kill(w.pid, syscall.SIGCONT)
-	w.waitRounds(100)
-	w.quit()
+	interruptStopped(t, s, w)
 }
 
 // TestStopWhileAttaching is the race behind both items: the group-stop
@@ -217,6 +221,21 @@ func TestStopWhileAttaching(t *testing.T) {
 			t.Run(fmt.Sprintf("%d-%d", n, i), func(t *testing.T) { stopWhileAttaching(t, n, d) })
 		}
 	}
+}
+
+// startPiped starts cmd with its stdout read through the returned reader;
+// cmd is killed at the end of the test.
+func startPiped(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return bufio.NewReader(out)
 }
 
 // detachStuck attaches to a program one of whose threads cannot stop (a
@@ -232,15 +251,7 @@ func detachStuck(t *testing.T, second bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	outp, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	out := bufio.NewReader(outp)
+	out := startPiped(t, cmd)
 	var pid int
 	var addr uint64
 	if _, err := fmt.Fscanf(out, "%d %v\n", &pid, &addr); err != nil {

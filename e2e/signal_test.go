@@ -75,15 +75,7 @@ func sigcount(t *testing.T, stdin *os.File, setpgid bool) (*exec.Cmd, *bufio.Rea
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: setpgid}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	r := bufio.NewReader(out)
+	r := startPiped(t, cmd)
 	if l, err := r.ReadString('\n'); l != "ready\n" {
 		t.Fatalf("sigcount: %q, %v\nstderr:\n%s", l, err, stderr.String())
 	}
@@ -211,13 +203,15 @@ func TestKillTracerAttached(t *testing.T) {
 // end them too, or "a second signal kills it" does not hold (a shell
 // script's sleep kept a session alive for minutes).
 func TestSecondSignalKillsChildren(t *testing.T) {
-	cmd := exec.Command(testenv.BuildCLI(t), "record", "-q", "-o", os.DevNull, "--", "/bin/sh", "-c", "trap '' INT TERM; sleep 60; sleep 60")
+	cmd := exec.Command(testenv.BuildCLI(t), "record", "-q", "-o", os.DevNull, "--", "/bin/sh", "-c", "trap '' INT TERM; echo ready; sleep 60; sleep 60")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	// The shell ignores the signals (and mmiotrace, which started it,
+	// handles them) before it says so.
+	if l, err := startPiped(t, cmd).ReadString('\n'); l != "ready\n" {
+		t.Fatalf("shell: %q, %v\nstderr:\n%s", l, err, stderr.String())
 	}
-	time.Sleep(300 * time.Millisecond) // the shell runs its sleep
+	time.Sleep(100 * time.Millisecond) // the shell runs its sleep
 	cmd.Process.Signal(syscall.SIGINT)
 	time.Sleep(100 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
