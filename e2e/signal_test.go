@@ -225,6 +225,86 @@ func TestSecondSignalKillsChildren(t *testing.T) {
 	}
 }
 
+// children returns the child processes of pid.
+func children(t *testing.T, pid int) []int {
+	t.Helper()
+	var out []int
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, c := range strings.Fields(string(b)) {
+			n, _ := strconv.Atoi(c)
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// wakerPipe opens the tracer's end of the pipe to its waker.
+func wakerPipe(t *testing.T, tracer, waker int) *os.File {
+	t.Helper()
+	in, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/0", waker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", tracer))
+	for _, fd := range fds {
+		if l, _ := os.Readlink(fd); l == in {
+			f, err := os.OpenFile(fd, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no fd of process %d is the waker's %s", tracer, in)
+	return nil
+}
+
+// gone reports whether process pid has exited (a zombie counts: it runs no
+// more).
+func gone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+// TestKillWhileWakerStopped: killed just after a signal woke it, mmiotrace
+// leaves its waker stopped (the tracer had no time to continue it); the
+// waker must still wake when the tracer dies, do its restoring and exit,
+// not stay stopped forever holding mmiotrace's stderr open.
+func TestKillWhileWakerStopped(t *testing.T) {
+	shm := shmName(t)
+	w := startWorker(t, "shm", shm, "0")
+	s := startSession(t, "record", "-q", "-o", os.DevNull, "--map", shm, "-p", strconv.Itoa(w.pid))
+	waitFor(t, "attach", func() bool { return allTraced(t, w.pid, s.cmd.Process.Pid) })
+	waitFor(t, "the attach to end", func() bool { return threadStates(t, w.pid)[w.pid] == "S" })
+	wakers := children(t, s.cmd.Process.Pid)
+	if len(wakers) != 1 {
+		t.Fatalf("mmiotrace has children %v, want its waker alone", wakers)
+	}
+	// Stop the tracer, wake the waker through the tracer's end of its
+	// pipe (so that it stops itself, with no tracer to continue it), then
+	// kill the tracer.
+	syscall.Kill(s.cmd.Process.Pid, syscall.SIGSTOP)
+	pipe := wakerPipe(t, s.cmd.Process.Pid, wakers[0])
+	if _, err := pipe.Write([]byte("w\n")); err != nil {
+		t.Fatal(err)
+	}
+	pipe.Close()
+	waitFor(t, "the waker to stop", func() bool { return threadStates(t, wakers[0])[wakers[0]] == "T" })
+	s.cmd.Process.Kill()
+	waitFor(t, "the waker to exit", func() bool { return gone(wakers[0]) })
+	if ans := w.call("touch 5"); ans != "done" {
+		t.Fatalf("touch: %q", ans)
+	}
+	w.quit()
+}
+
 // TestKillTracerRestoresPages: SIGKILL of mmiotrace attached to a program
 // that does not touch its armed pages at that moment (idle, waiting for
 // input): the waker gives the pages their protection back, and the
@@ -242,11 +322,16 @@ func TestKillTracerRestoresPages(t *testing.T) {
 	// kill while the tracer injects a system call into the thread leaves
 	// it with the tracer's registers: see docs/RELIABILITY.md).
 	waitFor(t, "the attach to end", func() bool { return threadStates(t, w.pid)[w.pid] == "S" })
+	wakers := children(t, s.cmd.Process.Pid)
+	if len(wakers) != 1 {
+		t.Fatalf("mmiotrace has children %v, want its waker alone", wakers)
+	}
 	s.cmd.Process.Kill()
 	waitFor(t, "pages restored", func() bool {
 		p := perms(t, w.pid, w.addr, 0x2000)
 		return len(p) == 1 && p[0] == "rw-s"
 	})
+	waitFor(t, "the waker to exit", func() bool { return gone(wakers[0]) })
 	waitFor(t, "the waker to let go", func() bool {
 		for _, tp := range tracerPids(t, w.pid) {
 			if tp != 0 {

@@ -359,12 +359,15 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 	queued := map[int]bool{}
 	var first error
 	// Stop every thread, and take over the stops queued for the loop:
-	// new threads announced there are stopped in turn.
+	// new threads announced there are stopped in turn, until Force: then
+	// each round would wait forceGrace for the threads that cannot stop,
+	// so the threads announced after it are left as they are.
 	for again := true; again; {
 		again = false
 		if err := t.stopOthers(nil); err != nil && first == nil {
 			first = err
 		}
+		forced := errors.Is(first, errForced)
 		pending := t.queue
 		t.queue = nil
 		var rest []stop
@@ -394,11 +397,13 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 				if msg, err := ptrace.GetEventMsg(s.tid); err == nil {
 					if !t.follow() {
 						t.adopt(int(msg), ev)
-						again = again || ev == unix.PTRACE_EVENT_CLONE
-					} else if err := t.adoptChild(th, int(msg), ev); err != nil && first == nil {
-						first = err
+						again = again || ev == unix.PTRACE_EVENT_CLONE && !forced
+					} else if err := t.adoptChild(th, int(msg), ev); err != nil {
+						if first == nil {
+							first = err
+						}
 					} else {
-						again = true // a thread, or a process with pages to restore
+						again = !forced // a thread, or a process with pages to restore
 					}
 				}
 			case ev == unix.PTRACE_EVENT_EXEC:

@@ -36,6 +36,9 @@ func (t *Tracer) collect(waiting map[int]*thread) (map[int]unix.WaitStatus, erro
 		if forced && deadline.IsZero() {
 			deadline = time.Now().Add(forceGrace)
 		}
+		if forced && time.Now().After(deadline) {
+			return got, errForced
+		}
 		tid, ws, err := ptrace.WaitAny(forced)
 		switch {
 		case errors.Is(err, syscall.ECHILD):
@@ -43,9 +46,6 @@ func (t *Tracer) collect(waiting map[int]*thread) (map[int]unix.WaitStatus, erro
 		case err != nil:
 			return got, err
 		case tid == 0: // WNOHANG: nothing yet
-			if time.Now().After(deadline) {
-				return got, errForced
-			}
 			time.Sleep(time.Millisecond)
 			continue
 		}

@@ -170,7 +170,12 @@ func (t *Tracer) startWaker() error {
 		unix.Close(p[1])
 		return fmt.Errorf("waker: %w", err)
 	}
-	proc, err := os.StartProcess(t.cfg.Self, []string{t.cfg.Self, WakerArg}, &os.ProcAttr{Files: []*os.File{r, nil, os.Stderr}})
+	// If the tracer dies while the waker is stopped (a wake it had no time
+	// to take), SIGCONT lets the waker see its pipe close: it must not
+	// stay stopped forever, holding mmiotrace's stderr open, with the
+	// program's pages and affinity not restored.
+	attr := &os.ProcAttr{Files: []*os.File{r, nil, os.Stderr}, Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGCONT}}
+	proc, err := os.StartProcess(t.cfg.Self, []string{t.cfg.Self, WakerArg}, attr)
 	if err != nil {
 		unix.Close(p[1])
 		return fmt.Errorf("start waker %s: %w", t.cfg.Self, err)
