@@ -356,7 +356,7 @@ func (t *Tracer) detachAll() error {
 func (t *Tracer) quiesce() (map[int]int, error) {
 	t.use(t.root)
 	sigs := map[int]int{}
-	queued := map[int]bool{}
+	taken := map[int]bool{} // stopped at a signal's delivery
 	var first error
 	// Stop every thread, and take over the stops queued for the loop:
 	// new threads announced there are stopped in turn, until Force: then
@@ -377,7 +377,6 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 				rest = append(rest, s)
 				continue
 			}
-			queued[s.tid] = true
 			th.queued, th.held = false, true
 			t.use(th.proc)
 			// A thread in a bounced call stopped at its exit (done, or
@@ -420,6 +419,11 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 			case ev == unix.PTRACE_EVENT_STOP:
 				th.jobStopped = ptrace.IsStopSignal(s.ws.StopSignal())
 			case ev == 0 && !ptrace.IsSyscallStop(s.ws):
+				// A signal-delivery stop: the signal is taken, and is
+				// the one to deliver. (Other stops, a group-stop that
+				// came right after a fault among them, leave a SIGSEGV
+				// pending, which the check below takes.)
+				taken[s.tid] = true
 				if sig := int(s.ws.StopSignal()); !t.ownSignal(s.tid, sig) {
 					sigs[s.tid] = sig
 				}
@@ -432,7 +436,7 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 	// SIGSEGV or SIGTRAP pending: the kernel reports those stops first.
 	// Detached, it would die of it: take the signal now.
 	for tid, th := range t.threads {
-		if th.held && !queued[tid] && ownSignalPending(th.pid, tid) {
+		if th.held && !taken[tid] && ownSignalPending(th.pid, tid) {
 			t.use(th.proc)
 			if sig := t.takeSignal(th); sig != 0 {
 				sigs[tid] = sig
