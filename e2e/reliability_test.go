@@ -223,9 +223,9 @@ func TestStopWhileAttaching(t *testing.T) {
 	}
 }
 
-// startPiped starts cmd with its stdout read through the returned reader;
+// startReading starts cmd with its stdout read through the returned reader;
 // cmd is killed at the end of the test.
-func startPiped(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
+func startReading(t *testing.T, cmd *exec.Cmd) *bufio.Reader {
 	t.Helper()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -251,7 +251,7 @@ func detachStuck(t *testing.T, second bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := startPiped(t, cmd)
+	out := startReading(t, cmd)
 	var pid int
 	var addr uint64
 	if _, err := fmt.Fscanf(out, "%d %v\n", &pid, &addr); err != nil {

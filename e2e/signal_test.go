@@ -75,7 +75,7 @@ func sigcount(t *testing.T, stdin *os.File, setpgid bool) (*exec.Cmd, *bufio.Rea
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: setpgid}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	r := startPiped(t, cmd)
+	r := startReading(t, cmd)
 	if l, err := r.ReadString('\n'); l != "ready\n" {
 		t.Fatalf("sigcount: %q, %v\nstderr:\n%s", l, err, stderr.String())
 	}
@@ -208,7 +208,7 @@ func TestSecondSignalKillsChildren(t *testing.T) {
 	cmd.Stderr = &stderr
 	// The shell ignores the signals (and mmiotrace, which started it,
 	// handles them) before it says so.
-	if l, err := startPiped(t, cmd).ReadString('\n'); l != "ready\n" {
+	if l, err := startReading(t, cmd).ReadString('\n'); l != "ready\n" {
 		t.Fatalf("shell: %q, %v\nstderr:\n%s", l, err, stderr.String())
 	}
 	time.Sleep(100 * time.Millisecond) // the shell runs its sleep
