@@ -37,8 +37,10 @@ var (
 	maxSessions  = wire.MaxSessions
 	idleTimeout  = wire.IdleTimeout
 	frameTimeout = wire.FrameTimeout
-	stopTimeout  = wire.StopSyncTimeout
 )
+
+// stopTimeout bounds a session's wait for writers still in its ring.
+const stopTimeout = wire.StopSyncTimeout
 
 func expose() error {
 	srv.mu.Lock()
@@ -211,7 +213,8 @@ func serve(ln *net.UnixListener) {
 			continue
 		}
 		srv.mu.Lock()
-		full := srv.conns >= maxConns
+		limit := maxConns
+		full := srv.conns >= limit
 		if !full {
 			srv.conns++
 		}
@@ -219,7 +222,7 @@ func serve(ln *net.UnixListener) {
 		if full {
 			// Say why, then hang up: each connection costs a file
 			// descriptor, and the program's own need them.
-			refuse(c, fmt.Sprintf("too many connections (at most %d)", maxConns))
+			refuse(c, fmt.Sprintf("too many connections (at most %d)", limit))
 			continue
 		}
 		go func() {
@@ -260,6 +263,9 @@ func handle(c *net.UnixConn) {
 		refuse(c, fmt.Sprintf("permission denied: peer uid %d", cred.Uid))
 		return
 	}
+	srv.mu.Lock()
+	idle, frame := idleTimeout, frameTimeout
+	srv.mu.Unlock()
 	var sess *session
 	defer func() {
 		if sess != nil {
@@ -273,10 +279,10 @@ func handle(c *net.UnixConn) {
 	for {
 		var deadline time.Time
 		if sess == nil {
-			deadline = time.Now().Add(idleTimeout)
+			deadline = time.Now().Add(idle)
 		}
 		c.SetReadDeadline(deadline)
-		m, fd, err := wire.ReadMessage(c, wire.MaxRequest, frameTimeout)
+		m, fd, err := wire.ReadMessage(c, wire.MaxRequest, frame)
 		if fd >= 0 {
 			unix.Close(fd)
 		}
@@ -332,7 +338,7 @@ func handle(c *net.UnixConn) {
 		}
 		// A reply may be larger than the socket's buffer: a client that
 		// stops reading must not hold this goroutine forever.
-		c.SetWriteDeadline(time.Now().Add(frameTimeout))
+		c.SetWriteDeadline(time.Now().Add(frame))
 		if err := wire.WriteMessage(c, &reply, replyFD); err != nil {
 			return
 		}
@@ -344,9 +350,9 @@ func handle(c *net.UnixConn) {
 // On success the caller owns one count of srv.collecting.
 func startSession(size int, patterns []string, block bool) (*session, bool, error) {
 	srv.mu.Lock()
-	if srv.collecting >= maxSessions {
+	if limit := maxSessions; srv.collecting >= limit {
 		srv.mu.Unlock()
-		return nil, false, fmt.Errorf("too many collectors (at most %d)", maxSessions)
+		return nil, false, fmt.Errorf("too many collectors (at most %d)", limit)
 	}
 	srv.collecting++
 	s := srv.boot
