@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -54,7 +55,7 @@ func ReadMessage(c *net.UnixConn, max int, rest time.Duration) (m *Message, fd i
 		err = io.EOF // a stream socket reads 0 bytes only at its end
 	}
 	if err != nil {
-		if n == 0 && err == io.EOF {
+		if n == 0 && errors.Is(err, io.EOF) {
 			return nil, -1, io.EOF
 		}
 		return nil, -1, fmt.Errorf("read control frame: %w", err)
