@@ -6,6 +6,8 @@
 //	         declares provider plugin and fires 10 plugin:load events
 //	tid      fires one e2e:tick (value -1) from a locked thread and prints
 //	         "tid T" first
+//	open     opens /dev/null and prints "open ok", or the error: the
+//	         program's own use of file descriptors
 //	exit     exits
 //
 // It prints "ready" when set up and "done" after each command. At start it
@@ -87,6 +89,14 @@ func main() {
 			fmt.Println("tid", unix.Gettid())
 			tick.Fire(-1)
 			runtime.UnlockOSThread()
+		case "open":
+			f, err := os.Open(os.DevNull)
+			if err != nil {
+				fmt.Println("open", err)
+			} else {
+				fmt.Println("open ok")
+				f.Close()
+			}
 		case "exit":
 			return
 		}
