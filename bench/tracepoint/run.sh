@@ -2,7 +2,7 @@
 # bench/tracepoint/run.sh: the cost of one tracepoint event, package
 # tracepoint against LTTng-UST, measured in the same run on this machine.
 #
-#	bench/tracepoint/run.sh            # 10-20 s
+#	bench/tracepoint/run.sh            # about a minute
 #	N=2000000 R=9 bench/tracepoint/run.sh
 #
 # Both sides fire one tracepoint N times in a loop, R times over after one
@@ -18,6 +18,23 @@
 #              `mmiotrace record -e`), writing raw records to a file; for
 #              LTTng, a session (lttng create/enable-event -u/start) whose
 #              consumer daemon writes the trace to a directory
+#
+# Then the sustained rate collected without loss: BURST_THREADS threads
+# (default 4) fire BURST_N events each (default 250,000: the burst of issue
+# 12) as fast as they can, into a collector in blocking mode, so that the
+# program waits for the collector instead of losing events; BR runs
+# (default 5), Go and LTTng alternating. The rate is the events divided by
+# the time from the first fire until the collector has them all:
+#
+#   Go, raw        gobench's own collector (the tpcollect session of
+#                  `mmiotrace record -e`) with the default 16 MiB ring,
+#                  writing raw records to a file
+#   Go, record -e  `mmiotrace record -e` itself, writing the text log (the
+#                  whole command, start-up included)
+#   LTTng-UST      a channel with --blocking-timeout=inf and default
+#                  sub-buffers, the program run with LTTNG_UST_ALLOW_BLOCKING=1,
+#                  until `lttng stop` has flushed it; the events in the
+#                  trace are counted with babeltrace2, when installed
 #
 # Then `go test -bench` on ./tracepoint for the project's official figures.
 # Needs go and gcc; LTTng needs liblttng-ust-dev and lttng-tools
@@ -152,6 +169,58 @@ if [ -z "$lttng_why" ]; then
 fi
 [ -z "$lttng_why" ] || log "LTTng-UST not measured: $lttng_why"
 
+# ---- sustained rate without loss -------------------------------------------------
+BURST_THREADS=${BURST_THREADS:-4}
+BURST_N=${BURST_N:-250000}
+BR=${BR:-5}
+burst_total=$((BURST_THREADS * BURST_N))
+log "building mmiotrace"
+(cd "$root" && go build -o "$work/mmiotrace" ./cmd/mmiotrace)
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", b - a }'; }
+# Each result line: "<case> <events fired> <events collected> <seconds>".
+: >"$work/burst.txt"
+for run in $(seq 1 "$BR"); do
+	line=$("$work/gobench" -mode burst -threads "$BURST_THREADS" -n "$BURST_N" -ring 0 -out "$work/burst.raw")
+	set -- $line # burst threads total seconds collected lost
+	log "go raw       run $run: $4 s, $5 collected, $6 lost"
+	echo "goraw $3 $5 $4" >>"$work/burst.txt"
+
+	t0=$(now)
+	out=$("$work/mmiotrace" record -e gobench:rich_event -o "$work/burst.log" -- \
+		"$work/gobench" -mode fire -threads "$BURST_THREADS" -n "$BURST_N" 2>&1)
+	t1=$(now)
+	got=$(echo "$out" | sed -n 's/.*mmiotrace: \([0-9]*\) tracepoint events, lost \([0-9]*\).*/\1/p')
+	lost=$(echo "$out" | sed -n 's/.*mmiotrace: \([0-9]*\) tracepoint events, lost \([0-9]*\).*/\2/p')
+	log "go record -e run $run: $(elapsed "$t0" "$t1") s, ${got:-?} collected, ${lost:-?} lost"
+	echo "gorecord $burst_total ${got:-0} $(elapsed "$t0" "$t1")" >>"$work/burst.txt"
+
+	[ -z "$lttng_why" ] || continue
+	session=mmtpburst-$$-$run
+	if ! { lttng create "$session" --output="$work/trace-burst-$run" &&
+		lttng enable-channel -u -s "$session" ch --blocking-timeout=inf &&
+		lttng enable-event -u -s "$session" -c ch "mmtp:rich_event" &&
+		lttng start "$session"; } >"$work/lttng.log" 2>&1; then
+		lttng_why="lttng session setup failed: $(tail -n 1 "$work/lttng.log")"
+		continue
+	fi
+	t0=$(now)
+	LTTNG_UST_ALLOW_BLOCKING=1 "$work/ltbench" burst "$BURST_THREADS" "$BURST_N" >/dev/null
+	lttng stop "$session" >/dev/null 2>&1
+	t1=$(now)
+	lost=$(lttng list "$session" 2>/dev/null | sed -n 's/.*Discarded events: *//p' | head -n 1)
+	lttng destroy "$session" >/dev/null 2>&1
+	session=
+	if command -v babeltrace2 >/dev/null; then
+		got=$(babeltrace2 "$work/trace-burst-$run" -c sink.utils.counter -p step=+0 2>/dev/null | awk '/Event messages/ { print $1 }')
+	else # LTTng's own count of discarded events
+		got=$(awk -v t="$burst_total" -v l="${lost:-0}" 'BEGIN { print t - l }')
+	fi
+	rm -rf "$work/trace-burst-$run"
+	log "lttng        run $run: $(elapsed "$t0" "$t1") s, $got collected, ${lost:-?} discarded"
+	echo "lttng $burst_total $got $(elapsed "$t0" "$t1")" >>"$work/burst.txt"
+done
+
 # ---- go test -bench -------------------------------------------------------------
 log "go test -bench ./tracepoint"
 (cd "$root" && go test -run '^$' -bench 'BenchmarkFire(Disabled|OneProbe|Collected)$' -benchtime 1s -count 1 ./tracepoint) >"$work/gotest.txt" 2>&1 || {
@@ -193,6 +262,27 @@ if [ -n "$lttng_why" ]; then
 	echo
 	echo "LTTng-UST could not run: $lttng_why"
 fi
+echo
+echo "Sustained rate collected without loss: $BURST_THREADS threads x $BURST_N events (payload: u64, u32, bool, string), blocking mode, $BR runs"
+echo
+echo "| collector | median events/s | fastest run | runs that lost events | events lost, worst run |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+for c in goraw gorecord lttng; do
+	case $c in
+	goraw) name="Go tracepoint, tpcollect raw records (16 MiB ring)" ;;
+	gorecord) name="Go tracepoint, mmiotrace record -e (text log)" ;;
+	lttng) name="LTTng-UST, blocking channel, default buffers" ;;
+	esac
+	awk -v c="$c" -v name="$name" '$1 == c {
+		n++; rate[n] = $3 / $4; if ($3 != $2) { bad++; if ($2 - $3 > worst) worst = $2 - $3 }
+	} END {
+		if (n == 0) { printf "| %s | n/a | n/a | | |\n", name; exit }
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (rate[j] < rate[i]) { t = rate[i]; rate[i] = rate[j]; rate[j] = t }
+		printf "| %s | %.0f | %.0f | %d of %d | %d |\n", name, rate[int((n + 1) / 2)], rate[n], bad, n, worst
+	}' "$work/burst.txt"
+done
+echo
+echo "(A run that lost events did not collect without loss; its rate is listed for completeness.)"
 echo
 echo "go test -bench (payload: u64, u32, bool, string):"
 echo

@@ -9,6 +9,18 @@
 //
 // Output, one line: "<event> <mode> <n> <min ns> <median ns> <collected> <lost>".
 //
+//	gobench -mode burst -threads T -n N [-ring BYTES]
+//	gobench -mode fire -threads T -n N
+//
+// The sustained-rate case: T goroutines fire the rich event N times each, at
+// once, as fast as they can, into a collector in blocking mode (the
+// default), so that nothing is lost and the goroutines wait for the
+// collector. burst starts its own collector process, as in mode collected,
+// and prints "burst <T> <events in all> <seconds until the collector had
+// them all> <collected> <lost>"; fire only fires and prints "fire <T>
+// <events> <seconds>", for a collector that started the program (`mmiotrace
+// record -e gobench:rich_event -- gobench -mode fire ...`).
+//
 // Modes: disabled fires with no probe attached; noop with one typed probe
 // that does nothing; collected with the tracepoint enabled by a collector in
 // a separate process (this program re-run with -collect), which maps the
@@ -27,6 +39,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +66,8 @@ func main() {
 	mode := flag.String("mode", "disabled", "disabled, noop or collected")
 	n := flag.Int("n", 1_000_000, "events per loop")
 	r := flag.Int("r", 5, "loops")
-	ring := flag.Int("ring", 32<<20, "ring size in bytes for -mode collected")
+	ring := flag.Int("ring", 32<<20, "ring size in bytes for -mode collected and burst (0: the default)")
+	threads := flag.Int("threads", 4, "goroutines for -mode burst and fire")
 	collect := flag.Int("collect", 0, "internal: collect from this pid, writing raw records to -out")
 	out := flag.String("out", os.DevNull, "internal: the collector's output file")
 	flag.Parse()
@@ -64,9 +78,16 @@ func main() {
 		}
 		return
 	}
-	if *n <= 0 || *r <= 0 || (*event != "int" && *event != "rich") {
-		fmt.Fprintln(os.Stderr, "gobench: bad -event, -n or -r")
+	if *n <= 0 || *r <= 0 || *threads <= 0 || (*event != "int" && *event != "rich") {
+		fmt.Fprintln(os.Stderr, "gobench: bad -event, -n, -r or -threads")
 		os.Exit(2)
+	}
+	if *mode == "burst" || *mode == "fire" {
+		if err := burst(*mode, *threads, *n, *ring, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "gobench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(*event, *mode, *n, *r, *ring, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "gobench:", err)
@@ -158,6 +179,74 @@ func run(event, mode string, n, r, ring int, out string) error {
 	sorted := slices.Clone(per)
 	slices.Sort(sorted)
 	fmt.Printf("%s %s %d %.3f %.3f %s %s\n", event, mode, n, sorted[0], sorted[r/2], got, lost)
+	return nil
+}
+
+// fireBurst fires the rich event n times from each of threads goroutines
+// at once and returns how long that took.
+func fireBurst(threads, n int) time.Duration {
+	start := time.Now()
+	var wg sync.WaitGroup
+	for k := range threads {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				tpRich.Fire(Rich{Addr: uint64(i), Value: uint32(k), Write: true, Dev: "bar0"})
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// burst runs the sustained-rate case (see the package comment).
+func burst(mode string, threads, n, ring int, out string) error {
+	if mode == "fire" {
+		d := fireBurst(threads, n)
+		fmt.Printf("fire %d %d %.6f\n", threads, threads*n, d.Seconds())
+		return nil
+	}
+	if err := tracepoint.Expose(); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	child := exec.Command(self, "-collect", strconv.Itoa(os.Getpid()), "-event", "rich", "-ring", strconv.Itoa(ring), "-out", out)
+	child.Stderr = os.Stderr
+	childIn, err := child.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := child.Start(); err != nil {
+		return err
+	}
+	defer child.Process.Kill()
+	childOut := bufio.NewScanner(stdout)
+	if !childOut.Scan() || childOut.Text() != "ready" {
+		return fmt.Errorf("collector did not start: %q %v", childOut.Text(), childOut.Err())
+	}
+	start := time.Now()
+	fireBurst(threads, n)
+	childIn.Close() // the collector stops, drains the rest and reports
+	if !childOut.Scan() {
+		return fmt.Errorf("collector said nothing: %v", childOut.Err())
+	}
+	d := time.Since(start)
+	f := strings.Fields(childOut.Text())
+	if len(f) != 2 {
+		return fmt.Errorf("collector said %q", childOut.Text())
+	}
+	if err := child.Wait(); err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	fmt.Printf("burst %d %d %.6f %s %s\n", threads, threads*n, d.Seconds(), f[0], f[1])
 	return nil
 }
 
