@@ -100,9 +100,7 @@ func run(event, mode string, n, r, ring int, out string) error {
 	if event == "rich" {
 		enabled = tpRich.Enabled
 	}
-	var child *exec.Cmd
-	var childIn io.WriteCloser
-	var childOut *bufio.Scanner
+	var child *collectorProc
 	switch mode {
 	case "disabled":
 	case "noop":
@@ -114,30 +112,11 @@ func run(event, mode string, n, r, ring int, out string) error {
 			return err
 		}
 	case "collected":
-		if err := tracepoint.Expose(); err != nil {
+		var err error
+		if child, err = startCollector(event, ring, out); err != nil {
 			return err
 		}
-		self, err := os.Executable()
-		if err != nil {
-			return err
-		}
-		child = exec.Command(self, "-collect", strconv.Itoa(os.Getpid()), "-event", event, "-ring", strconv.Itoa(ring), "-out", out)
-		child.Stderr = os.Stderr
-		if childIn, err = child.StdinPipe(); err != nil {
-			return err
-		}
-		stdout, err := child.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		if err := child.Start(); err != nil {
-			return err
-		}
-		defer child.Process.Kill()
-		childOut = bufio.NewScanner(stdout)
-		if !childOut.Scan() || childOut.Text() != "ready" {
-			return fmt.Errorf("collector did not start: %q %v", childOut.Text(), childOut.Err())
-		}
+		defer child.cmd.Process.Kill()
 	default:
 		return fmt.Errorf("unknown mode %q", mode)
 	}
@@ -163,17 +142,9 @@ func run(event, mode string, n, r, ring int, out string) error {
 	}
 	got, lost := "-", "-"
 	if child != nil {
-		childIn.Close() // tells the collector to stop, drain and report
-		if !childOut.Scan() {
-			return fmt.Errorf("collector said nothing: %v", childOut.Err())
-		}
-		f := strings.Fields(childOut.Text())
-		if len(f) != 2 {
-			return fmt.Errorf("collector said %q", childOut.Text())
-		}
-		got, lost = f[0], f[1]
-		if err := child.Wait(); err != nil {
-			return fmt.Errorf("collector: %w", err)
+		var err error
+		if got, lost, err = child.finish(); err != nil {
+			return err
 		}
 	}
 	sorted := slices.Clone(per)
@@ -207,47 +178,73 @@ func burst(mode string, threads, n, ring int, out string) error {
 		fmt.Printf("fire %d %d %.6f\n", threads, threads*n, d.Seconds())
 		return nil
 	}
-	if err := tracepoint.Expose(); err != nil {
+	child, err := startCollector("rich", ring, out)
+	if err != nil {
 		return err
+	}
+	defer child.cmd.Process.Kill()
+	start := time.Now()
+	fireBurst(threads, n)
+	got, lost, err := child.finish()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("burst %d %d %.6f %s %s\n", threads, threads*n, time.Since(start).Seconds(), got, lost)
+	return nil
+}
+
+// collectorProc is this program re-run as the collector of its own event.
+type collectorProc struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+// startCollector exposes this process's tracepoints and starts a collector
+// process for the event, returning once it collects.
+func startCollector(event string, ring int, out string) (*collectorProc, error) {
+	if err := tracepoint.Expose(); err != nil {
+		return nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	child := exec.Command(self, "-collect", strconv.Itoa(os.Getpid()), "-event", "rich", "-ring", strconv.Itoa(ring), "-out", out)
-	child.Stderr = os.Stderr
-	childIn, err := child.StdinPipe()
+	c := &collectorProc{cmd: exec.Command(self, "-collect", strconv.Itoa(os.Getpid()), "-event", event, "-ring", strconv.Itoa(ring), "-out", out)}
+	c.cmd.Stderr = os.Stderr
+	if c.in, err = c.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	stdout, err := c.cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	stdout, err := child.StdoutPipe()
-	if err != nil {
-		return err
+	if err := c.cmd.Start(); err != nil {
+		return nil, err
 	}
-	if err := child.Start(); err != nil {
-		return err
+	c.out = bufio.NewScanner(stdout)
+	if !c.out.Scan() || c.out.Text() != "ready" {
+		c.cmd.Process.Kill()
+		return nil, fmt.Errorf("collector did not start: %q %v", c.out.Text(), c.out.Err())
 	}
-	defer child.Process.Kill()
-	childOut := bufio.NewScanner(stdout)
-	if !childOut.Scan() || childOut.Text() != "ready" {
-		return fmt.Errorf("collector did not start: %q %v", childOut.Text(), childOut.Err())
+	return c, nil
+}
+
+// finish tells the collector to stop, drain and report, and returns the
+// events it collected and the events the program counted as lost.
+func (c *collectorProc) finish() (got, lost string, err error) {
+	c.in.Close()
+	if !c.out.Scan() {
+		return "", "", fmt.Errorf("collector said nothing: %v", c.out.Err())
 	}
-	start := time.Now()
-	fireBurst(threads, n)
-	childIn.Close() // the collector stops, drains the rest and reports
-	if !childOut.Scan() {
-		return fmt.Errorf("collector said nothing: %v", childOut.Err())
-	}
-	d := time.Since(start)
-	f := strings.Fields(childOut.Text())
+	f := strings.Fields(c.out.Text())
 	if len(f) != 2 {
-		return fmt.Errorf("collector said %q", childOut.Text())
+		return "", "", fmt.Errorf("collector said %q", c.out.Text())
 	}
-	if err := child.Wait(); err != nil {
-		return fmt.Errorf("collector: %w", err)
+	if err := c.cmd.Wait(); err != nil {
+		return "", "", fmt.Errorf("collector: %w", err)
 	}
-	fmt.Printf("burst %d %d %.6f %s %s\n", threads, threads*n, d.Seconds(), f[0], f[1])
-	return nil
+	return f[0], f[1], nil
 }
 
 // collector enables gobench:<event>_event in process pid, says "ready", and
