@@ -84,8 +84,8 @@ func List(pid int) ([]Info, error) {
 }
 
 // callTimeout bounds a request's round trip: a program that stopped
-// answering must not hang its collector.
-const callTimeout = 10 * time.Second
+// answering must not hang its collector. (A variable for tests.)
+var callTimeout = 10 * time.Second
 
 // call sends req and reads the reply, with the file descriptor that comes
 // with it when wantFD, within timeout.
