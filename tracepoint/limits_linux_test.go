@@ -52,9 +52,10 @@ func hangsUp(t *testing.T, c *net.UnixConn, limit time.Duration) (reply *wire.Me
 // TestIdleClientDropped checks the read deadlines: a connection that sends
 // nothing, and one that starts a frame and stalls, are closed.
 func TestIdleClientDropped(t *testing.T) {
-	defer tracepoint.SetServerLimits(wire.MaxConns, wire.MaxSessions, 200*time.Millisecond, 300*time.Millisecond)()
+	const idleTimeout = time.Second
+	defer tracepoint.SetServerLimits(wire.MaxConns, wire.MaxSessions, idleTimeout, 300*time.Millisecond)()
 	idle := dialSelf(t)
-	if _, after := hangsUp(t, idle, 10*time.Second); after < 150*time.Millisecond {
+	if _, after := hangsUp(t, idle, 10*time.Second); after < idleTimeout*9/10 {
 		t.Fatalf("idle client dropped after %v, before its deadline", after)
 	}
 	stalled := dialSelf(t)
@@ -65,8 +66,8 @@ func TestIdleClientDropped(t *testing.T) {
 
 	// A client that keeps asking is served past the idle deadline.
 	busy := dialSelf(t)
-	for range 5 {
-		time.Sleep(100 * time.Millisecond)
+	for range 15 {
+		time.Sleep(idleTimeout / 10)
 		b, _ := wire.AppendFrame(nil, &wire.Message{Op: wire.OpList})
 		if _, err := busy.Write(b); err != nil {
 			t.Fatal(err)
