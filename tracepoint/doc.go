@@ -113,7 +113,7 @@
 //     collected.
 //   - Collected events carry a thread id only when the program runs with
 //     MMIOTRACE_TRACEPOINT_TIDS=1 (a system call per event).
-//   - Rings hold 4 KiB to 1 GiB (16 MiB by default); an event larger than
+//   - Rings hold 4 KiB to 1 GiB (4 MiB by default); an event larger than
 //     its ring is counted as lost.
 //   - The control socket serves at most 16 connections and 4 collectors at
 //     once, requests of at most 64 KiB, and drops a connection that

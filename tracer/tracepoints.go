@@ -107,9 +107,14 @@ func (c *TracepointCollector) run(pid int, spawned bool) {
 	}
 }
 
-// poll moves the events in the ring now into the log and returns how many.
+// pollBatch bounds the events one poll moves, so that the collector sees
+// Finish promptly even while the ring stays full.
+const pollBatch = 4096
+
+// poll moves up to pollBatch events from the ring into the log and returns
+// how many.
 func (c *TracepointCollector) poll(s *tpcollect.Session) int {
-	n, err := s.PollRecords(c.append)
+	n, err := s.PollRecords(pollBatch, c.append)
 	if err != nil && c.res.Err == nil {
 		c.res.Err = err
 	}

@@ -27,7 +27,7 @@
 # the time from the first fire until the collector has them all:
 #
 #   Go, raw        gobench's own collector (the tpcollect session of
-#                  `mmiotrace record -e`) with the default 16 MiB ring,
+#                  `mmiotrace record -e`) with the default 4 MiB ring,
 #                  writing raw records to a file
 #   Go, record -e  `mmiotrace record -e` itself, writing the text log (the
 #                  whole command, start-up included)
@@ -243,7 +243,7 @@ ratio() { # LTTng's median cost divided by Go's
 cell() { if [ -n "$1" ]; then echo "$1"; else echo "n/a"; fi; }
 
 echo
-echo "$(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "$(uname -srm), $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "$(go version | cut -d' ' -f3), gcc $(gcc -dumpversion 2>/dev/null || echo ?), LTTng-UST $(dpkg-query -W -f '${Version}' liblttng-ust-dev 2>/dev/null || echo ?)"
 echo "N=$N events per loop, R=$R loops; ns per event, median loop (fastest loop); recording buffer $RING_MB MiB"
 echo
@@ -269,7 +269,7 @@ echo "| collector | median events/s | fastest run | runs that lost events | even
 echo "| --- | ---: | ---: | ---: | ---: |"
 for c in goraw gorecord lttng; do
 	case $c in
-	goraw) name="Go tracepoint, tpcollect raw records (16 MiB ring)" ;;
+	goraw) name="Go tracepoint, tpcollect raw records (default 4 MiB ring)" ;;
 	gorecord) name="Go tracepoint, mmiotrace record -e (text log)" ;;
 	lttng) name="LTTng-UST, blocking channel, default buffers" ;;
 	esac

@@ -34,7 +34,7 @@ memory as it was); a spawned program receives the signal.
 
 With -e, the program's tracepoints (package tracepoint) that match are
 collected into the same log as TP lines, on the same clock; -e alone traces
-no memory. When the shared ring (--tp-ring, 16M by default) is full, the
+no memory. When the shared ring (--tp-ring, 4M by default) is full, the
 firing goroutine waits for mmiotrace to make room, so no event is lost;
 --tp-discard drops such events instead and reports how many.
 
@@ -57,7 +57,7 @@ func runRecord(args []string) int {
 	var events listFlag
 	fs.Var(&events, "e", "collect the tracepoints matching `PROVIDER:EVENT` (globs allowed, repeatable)")
 	tpTIDs := fs.Bool("tp-tids", false, "make a spawned program's tracepoint events carry thread ids (a system call per event)")
-	tpRing := fs.String("tp-ring", "", "size the tracepoint ring `SIZE` bytes (K, M, G suffixes; default 16M)")
+	tpRing := fs.String("tp-ring", "", "size the tracepoint ring `SIZE` bytes (K, M, G suffixes; default 4M)")
 	tpDiscard := fs.Bool("tp-discard", false, "drop tracepoint events that find the ring full, and count them, rather than make the program wait")
 	quiet := fs.Bool("q", false, "no progress line or summary")
 	noPin := fs.Bool("no-pin", false, "do not run the program's threads on the tracer's CPU (slower hits; see docs/RECORD.md)")

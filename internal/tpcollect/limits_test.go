@@ -138,7 +138,7 @@ func TestOversizedFrames(t *testing.T) {
 	}
 }
 
-// TestRingReturned checks that a collector's ring, 16 MiB of shared memory
+// TestRingReturned checks that a collector's ring, megabytes of shared memory
 // in the program, is unmapped when the collector leaves without a word.
 func TestRingReturned(t *testing.T) {
 	p := startProg(t, "1")

@@ -173,7 +173,7 @@ type Record struct {
 // Options tune a Session.
 type Options struct {
 	// RingSize is the shared ring's data size in bytes, rounded up to a
-	// power of two of at least 4096; 0 means 16 MiB. Ignored when the
+	// power of two of at least 4096; 0 means 4 MiB. Ignored when the
 	// program already started a ring from EnvVar (EnvRingSize sizes that
 	// one).
 	RingSize int
@@ -311,12 +311,16 @@ func (s *Session) Discarding() bool { return s.discard }
 // PollRaw hands the events available now to fn without decoding them, and
 // returns how many. It does not block and makes no system call unless it
 // meets an event of a tracepoint it has not seen described.
-func (s *Session) PollRaw(fn func(Record)) (int, error) {
+func (s *Session) PollRaw(fn func(Record)) (int, error) { return s.pollRaw(0, fn) }
+
+// pollRaw is PollRaw that stops after limit records (0: no limit),
+// metadata records included.
+func (s *Session) pollRaw(limit int, fn func(Record)) (int, error) {
 	if s.closed {
 		return 0, errors.New("tracepoint session closed")
 	}
 	n := 0
-	_, err := s.ring.Consume(func(rec []byte) error {
+	_, err := s.ring.ConsumeUpTo(limit, func(rec []byte) error {
 		h, payload, err := wire.ParseRecord(rec)
 		if err != nil {
 			return err
@@ -364,15 +368,16 @@ func (s *Session) Poll(fn func(Event)) (int, error) {
 	return n, err
 }
 
-// PollRecords hands the events available now to fn as trace records of kind
-// TP, exactly as Event.TraceRecord makes them, and returns how many. It is
-// the fast path of `mmiotrace record -e`: it decodes straight into the
-// record, with one allocation per event (its field values, as one string)
-// and a share of a slab of fields. fn may keep the record's Text and Fields.
-func (s *Session) PollRecords(fn func(*trace.Record)) (int, error) {
+// PollRecords hands at most limit of the events available now (all of them
+// when limit <= 0) to fn as trace records of kind TP, exactly as
+// Event.TraceRecord makes them, and returns how many. It is the fast path
+// of `mmiotrace record -e`: it decodes straight into the record, with one
+// allocation per event (its field values, as one string) and a share of a
+// slab of fields. fn may keep the record's Text and Fields.
+func (s *Session) PollRecords(limit int, fn func(*trace.Record)) (int, error) {
 	var derr error
 	var rec trace.Record
-	n, err := s.PollRaw(func(r Record) {
+	n, err := s.pollRaw(limit, func(r Record) {
 		if derr != nil {
 			return
 		}

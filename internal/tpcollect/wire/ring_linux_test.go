@@ -127,8 +127,11 @@ func TestRingFull(t *testing.T) {
 	if cons.Lost() != 3 {
 		t.Fatalf("consumer sees %d lost", cons.Lost())
 	}
-	if got, err := cons.Consume(func([]byte) error { return nil }); err != nil || got != k {
-		t.Fatalf("Consume = %d, %v", got, err)
+	if got, err := cons.ConsumeUpTo(3, func([]byte) error { return nil }); err != nil || got != 3 {
+		t.Fatalf("ConsumeUpTo(3) = %d, %v", got, err)
+	}
+	if got, err := cons.Consume(func([]byte) error { return nil }); err != nil || got != k-3 {
+		t.Fatalf("Consume = %d, %v; want %d", got, err, k-3)
 	}
 	if _, _, ok := prod.TryReserve(n); !ok {
 		t.Fatal("no room after the consumer drained the ring")
