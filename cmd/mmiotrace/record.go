@@ -57,7 +57,7 @@ func runRecord(args []string) int {
 	var events listFlag
 	fs.Var(&events, "e", "collect the tracepoints matching `PROVIDER:EVENT` (globs allowed, repeatable)")
 	tpTIDs := fs.Bool("tp-tids", false, "make a spawned program's tracepoint events carry thread ids (a system call per event)")
-	tpRing := fs.String("tp-ring", "", "size the tracepoint ring `SIZE` bytes (K, M, G suffixes; default 4M)")
+	tpRing := fs.String("tp-ring", "", "make the tracepoint ring `SIZE` bytes (K, M and G suffixes; default 4M)")
 	tpDiscard := fs.Bool("tp-discard", false, "drop tracepoint events that find the ring full, and count them, rather than make the program wait")
 	quiet := fs.Bool("q", false, "no progress line or summary")
 	noPin := fs.Bool("no-pin", false, "do not run the program's threads on the tracer's CPU (slower hits; see docs/RECORD.md)")
