@@ -131,6 +131,16 @@ type plan struct {
 	align bool  // the access must be msize-aligned (else #GP)
 
 	read, write bool // what the instruction does to its memory operand
+
+	// Where the fields are in the encoding, for code that re-encodes the
+	// instruction (Inst.Layout); -1 when absent.
+	at layout
+}
+
+// layout holds the positions of an instruction's fields in its encoding.
+type layout struct {
+	rex, vex, opcode, modrm, disp, imm int8
+	dispLen, immLen                    int8
 }
 
 // Inst is a decoded instruction.
@@ -299,6 +309,8 @@ type decoder struct {
 	aaa   uint8 // EVEX opmask
 	z     bool  // EVEX zeroing
 	bcast bool  // EVEX.b
+
+	p *plan // the plan being filled, for field positions
 }
 
 func (d *decoder) byte() (byte, bool) {
@@ -313,6 +325,9 @@ func (d *decoder) byte() (byte, bool) {
 func (d *decoder) imm(n int) (uint64, bool) {
 	if d.pos+n > len(d.code) || d.pos+n > MaxLen {
 		return 0, false
+	}
+	if d.p != nil && d.p.at.imm < 0 {
+		d.p.at.imm, d.p.at.immLen = int8(d.pos), int8(n)
 	}
 	b := d.code[d.pos : d.pos+n]
 	d.pos += n
@@ -329,11 +344,23 @@ func (d *decoder) imm(n int) (uint64, bool) {
 	return 0, false
 }
 
+// disp reads a displacement (or moffs) of n bytes, sign-extended like an
+// immediate but not recorded as one.
+func (d *decoder) disp(n int) (uint64, bool) {
+	p := d.p
+	d.p = nil
+	v, ok := d.imm(n)
+	d.p = p
+	return v, ok
+}
+
 // parse decodes code. It returns ok=false for anything outside the emulated
 // subset or anything the CPU would reject with #UD.
 func (d *decoder) parse(code []byte) (p plan, n int, ok bool) {
 	d.code = code
+	d.p = &p
 	p.mem.base, p.mem.index = -1, -1
+	p.at = layout{-1, -1, -1, -1, -1, -1, 0, 0}
 	nseg := 0
 prefixes:
 	for {
@@ -371,14 +398,17 @@ prefixes:
 	}
 	b, _ := d.byte()
 	if b&0xF0 == 0x40 {
+		p.at.rex = int8(d.pos - 1)
 		d.rex = b
 		b, ok = d.byte()
 		if !ok {
 			return p, 0, false
 		}
 	}
+	p.at.opcode = int8(d.pos - 1)
 	switch {
 	case b == 0xC4 || b == 0xC5 || b == 0x62:
+		p.at.vex, p.at.opcode = int8(d.pos-1), -1 // set after the VEX prefix
 		if d.rex != 0 || d.opsz16 || d.rep != 0 || d.lock {
 			return p, 0, false // #UD
 		}
@@ -417,6 +447,7 @@ func (d *decoder) opSize() uint8 {
 // return ok=false: every emulated instruction here accesses memory.
 // dispN is the EVEX disp8 scale (1 for everything else).
 func (d *decoder) modrm(p *plan, dispN int64) (reg uint8, ok bool) {
+	p.at.modrm = int8(d.pos)
 	m, ok := d.byte()
 	if !ok {
 		return 0, false
@@ -454,19 +485,22 @@ func (d *decoder) modrm(p *plan, dispN int64) (reg uint8, ok bool) {
 	default:
 		p.mem.base = int8(rm | rexB)
 	}
+	p.at.disp = int8(d.pos)
 	switch mod {
 	case 1:
-		v, ok := d.imm(1)
+		v, ok := d.disp(1)
 		if !ok {
 			return 0, false
 		}
 		p.mem.disp = int64(v) * dispN
+		p.at.dispLen = 1
 	case 2:
-		v, ok := d.imm(4)
+		v, ok := d.disp(4)
 		if !ok {
 			return 0, false
 		}
 		p.mem.disp = int64(v)
+		p.at.dispLen = 4
 	}
 	return reg, true
 }
@@ -591,7 +625,8 @@ func (d *decoder) parse1(b byte, p *plan) bool {
 		if d.addr32 {
 			n = 4
 		}
-		v, ok := d.imm(n)
+		p.at.disp, p.at.dispLen = int8(d.pos), int8(n)
+		v, ok := d.disp(n)
 		if !ok {
 			return false
 		}
@@ -974,6 +1009,7 @@ func (d *decoder) parseVEX(b byte, p *plan) bool {
 		d.vVp = pb[2]&0x08 != 0
 		d.aaa = pb[2] & 7
 	}
+	p.at.opcode = int8(d.pos)
 	op, ok := d.byte()
 	if !ok {
 		return false
