@@ -1,0 +1,667 @@
+package optprobe
+
+import (
+	"fmt"
+	"math"
+	"math/bits"
+	"slices"
+
+	"github.com/mmiotrace/mmiotrace/internal/x86"
+)
+
+// RedZone is the part of the stack below RSP that the System V ABI lets
+// leaf functions use without moving RSP: a detour moves RSP past it before
+// it stores anything.
+const RedZone = 128
+
+// Identity blocks: the detour tells threads apart by the block its GS base
+// points to, {tid uint32, IdentityMagic uint32}, which the tracer gives
+// every thread (x86-64 Linux programs leave GS to the tracer: neither the C
+// library nor Go uses it). A thread whose GS does not lead to a block takes
+// the slow path, where the tracer, which knows the thread, writes the
+// record itself.
+const (
+	IdentitySize  = 16
+	IdentityMagic = 0x4B4D4D49
+)
+
+// Target is the traced range a detour performs accesses for.
+type Target struct {
+	Lo, Hi uint64 // the traced range in the program, [Lo, Hi)
+	// Alias is where the program has the range's first byte mapped a
+	// second time, accessible, with the same object behind it.
+	Alias uint64
+	// Read and Write say which accesses the program's protection allows
+	// there; a detour for an access it does not allow is refused.
+	Read, Write bool
+}
+
+// Spec is what a detour is built from.
+type Spec struct {
+	Window Window
+	Target Target
+	Ring   uint64 // the ring's address in the program
+}
+
+// Detour is the generated code of one optimized probe and what the tracer
+// needs to know about it.
+type Detour struct {
+	At   uint64
+	Code []byte
+	// Exact maps the detour addresses where a thread's registers and stack
+	// are the program's own to the program address they stand for: the
+	// relocated instructions (and the copy of the probed instruction that
+	// runs when the access is not to the target) and the final jump back.
+	// Everywhere else in the detour a thread is in the middle of the
+	// instrumentation and must be stepped out before the tracer moves it.
+	Exact map[uint64]uint64
+	// Slow paths, one per record the access makes.
+	Slow []Slow
+	// Frame is the detour's stack frame, which the slow path reads.
+	Frame Frame
+}
+
+// Slow describes one record's slow path: the detour traps with an int3
+// when the ring is full or the thread's identity block is missing, and the
+// tracer writes the record itself from the frame, then resumes the thread
+// at Done.
+type Slow struct {
+	Trap  uint64 // RIP of a thread stopped by the slow path's int3
+	Ident uint64 // the identity load (GS:[0]); a fault there is the slow path too
+	Done  uint64
+	PC    uint64 // the program's instruction
+	Width int
+	Write bool
+	Value int64 // frame offset of the value's bytes
+}
+
+// Frame gives the detour's stack frame, as offsets from the thread's RSP
+// inside the instrumentation.
+type Frame struct {
+	Size int64 // how far below the program's RSP the frame starts
+	EA   int64 // the access's address (in the traced range)
+	TSC  int64 // the time stamp counter after the access
+}
+
+// Contains reports whether addr is in the detour's code.
+func (d *Detour) Contains(addr uint64) bool {
+	return addr >= d.At && addr-d.At < uint64(len(d.Code))
+}
+
+// Size returns how many bytes the detour of s needs.
+func Size(s *Spec) (int, error) {
+	// Every field is rel32 or absolute, so the size does not depend on
+	// the address: build it where it would go if it were next to the code.
+	d, err := Build(s, s.Window.Start())
+	if err != nil {
+		return 0, err
+	}
+	return len(d.Code), nil
+}
+
+// frame offsets (see Build)
+const (
+	fFlags  = 0
+	fFlags2 = 8
+	fSave   = 16
+)
+
+// builder holds the state of one Build.
+type builder struct {
+	s     *Spec
+	a     *asm
+	in    *x86.Inst
+	f     x86.Form
+	pc    uint64
+	s1    int // the effective address
+	s2    int // the value
+	s3    int // a temporary; the old value of a read-modify-write
+	saved []int
+	size  int64 // the frame, below the red zone
+	ea    int64
+	tsc   int64
+	tid   int64
+	val   [2]int64
+	recs  []rec
+}
+
+// rec is one record an access makes.
+type rec struct {
+	write bool
+	width int
+	value int64 // frame offset
+}
+
+// Build generates the detour of s at address at.
+func Build(s *Spec, at uint64) (*Detour, error) {
+	w := &s.Window
+	if len(w.Insns) == 0 || w.End()-w.Start() < JumpLen {
+		return nil, fmt.Errorf("optprobe: window too short")
+	}
+	i0 := w.Insns[0]
+	f, err := Classify(i0.Inst)
+	if err != nil {
+		return nil, err
+	}
+	t := &s.Target
+	if f.Read && !t.Read || f.Write && !t.Write {
+		return nil, fmt.Errorf("%w: %v: the program may not make this access to %#x-%#x", ErrNotOptimizable, i0.Inst, t.Lo, t.Hi)
+	}
+	if t.Hi-t.Lo < uint64(f.MemSize) || t.Hi < t.Lo {
+		return nil, fmt.Errorf("optprobe: target %#x-%#x smaller than the access", t.Lo, t.Hi)
+	}
+	b := &builder{s: s, a: newAsm(at), in: i0.Inst, f: f, pc: i0.PC}
+	if err := b.regs(); err != nil {
+		return nil, err
+	}
+	b.layout()
+	d := &Detour{At: at, Exact: map[uint64]uint64{}}
+	if err := b.body(d); err != nil {
+		return nil, err
+	}
+	code, err := b.a.finish()
+	if err != nil {
+		return nil, err
+	}
+	d.Code = code
+	d.Frame = Frame{Size: RedZone + b.size, EA: b.ea, TSC: b.tsc}
+	return d, nil
+}
+
+// regs picks the scratch registers: none the instruction uses, RSP never,
+// and for a byte operation beside AH-BH a value register that has a byte
+// form without REX. Registers the record code needs anyway come first, so
+// that fewer are saved.
+func (b *builder) regs() error {
+	f := &b.f
+	used := uint32(1 << rsp)
+	if f.Base >= 0 {
+		used |= 1 << f.Base
+	}
+	if f.Index >= 0 {
+		used |= 1 << f.Index
+	}
+	if gprOperand(f) {
+		used |= 1 << f.Reg
+	}
+	if f.Kind == x86.KindCmpxchg {
+		used |= 1 << rax
+	}
+	if f.Kind == x86.KindShift && !f.HasImm {
+		used |= 1 << rcx
+	}
+	order := []int{r11, rax, rcx, rdx, r10, r9, r8, rsi, rdi, rbx, rbp, r12, r13, r14, r15}
+	pick := func(ok func(int) bool) int {
+		for _, r := range order {
+			if used&(1<<r) == 0 && ok(r) {
+				used |= 1 << r
+				return r
+			}
+		}
+		return -1
+	}
+	// Beside AH-BH no REX prefix is possible: the re-encoded instruction
+	// addresses through a legacy register, and the register form uses
+	// AL-BL.
+	b.s2 = pick(func(r int) bool { return !f.High || r < 4 })
+	b.s1 = pick(func(r int) bool { return !f.High || r < 8 })
+	b.s3 = pick(func(int) bool { return true })
+	if b.s1 < 0 || b.s2 < 0 || b.s3 < 0 {
+		return fmt.Errorf("%w: %v: no scratch registers", ErrNotOptimizable, b.in)
+	}
+	b.saved = []int{b.s1, b.s2, b.s3}
+	for _, r := range []int{rax, rcx, rdx, r11} {
+		if !slices.Contains(b.saved, r) {
+			b.saved = append(b.saved, r)
+		}
+	}
+	return nil
+}
+
+// layout places the frame: flags at entry, flags after the access, the
+// saved registers, the address, the counter, the identity, two values.
+func (b *builder) layout() {
+	off := int64(fSave + 8*len(b.saved))
+	b.ea, b.tsc, b.tid = off, off+8, off+16
+	vw := int64(8)
+	if b.f.Kind == x86.KindVecLoad || b.f.Kind == x86.KindVecStore {
+		vw = 64
+	}
+	b.val = [2]int64{off + 24, off + 24 + vw}
+	b.size = (off + 24 + 2*vw + 15) &^ 15
+}
+
+func (b *builder) slot(r int) int32 { return int32(fSave + 8*slices.Index(b.saved, r)) }
+
+// drop is how far the detour moves RSP: past the red zone and its frame.
+func (b *builder) drop() int32 { return int32(RedZone + b.size) }
+
+func (b *builder) body(d *Detour) error {
+	a, f, s := b.a, &b.f, b.s
+	fallback, next := a.label(), a.label()
+
+	// Entry: below the red zone, save the flags and the scratch registers.
+	a.lea(rsp, rsp, -b.drop())
+	a.pushfq()
+	a.popMem(rsp, fFlags)
+	for _, r := range []int{b.s1, b.s2, b.s3} {
+		a.store64(rsp, b.slot(r), r)
+	}
+	if err := b.address(); err != nil {
+		return err
+	}
+
+	// Is the access to the target, all of it? Otherwise the program's
+	// own instruction runs (and traps if it touches another armed page).
+	t := &s.Target
+	a.movRR(b.s2, b.s1)
+	a.movabs(b.s3, t.Lo)
+	a.alu64(0x29, b.s2, b.s3) // sub
+	if limit := t.Hi - t.Lo - uint64(f.MemSize); limit <= math.MaxInt32 {
+		a.alu64Imm(7, b.s2, int32(limit)) // cmp
+	} else {
+		a.movabs(b.s3, limit)
+		a.alu64(0x39, b.s2, b.s3)
+	}
+	a.jcc(ccA, fallback)
+	if f.Align {
+		// A misaligned aligned move raises #GP: the CPU does that.
+		a.regOp(true, []byte{0xF7}, 0, b.s1) // test s1, imm32
+		a.u32(uint32(f.MemSize) - 1)
+		a.jcc(ccNE, fallback)
+	}
+	if f.Kind == x86.KindShift && !f.HasImm {
+		// Counts the trap path leaves to the CPU go there too.
+		a.movRR(b.s2, rcx)
+		mask := int32(31)
+		if f.Size == 8 {
+			mask = 63
+		}
+		a.alu64Imm(4, b.s2, mask) // and
+		a.jcc(ccE, fallback)
+		if f.Op >= x86.OpShl && f.Size <= 2 {
+			a.alu64Imm(7, b.s2, int32(f.Size)*8)
+			a.jcc(ccAE, fallback)
+		}
+	}
+	a.store64(rsp, int32(b.ea), b.s1)
+	md := int32(0)
+	if delta := int64(t.Alias - t.Lo); delta == int64(int32(delta)) {
+		md = int32(delta)
+	} else {
+		a.movabs(b.s3, uint64(delta))
+		a.alu64(0x01, b.s1, b.s3) // add
+	}
+	switch f.Kind {
+	case x86.KindXchg, x86.KindXadd:
+		a.movRR(b.s2, int(f.Reg))
+	case x86.KindCmpxchg:
+		a.movRR(b.s2, rax)
+	}
+
+	// The access, with the program's flags.
+	a.pushMem(rsp, fFlags)
+	a.popfq()
+	if err := b.access(md); err != nil {
+		return err
+	}
+	a.pushfq()
+	a.popMem(rsp, fFlags2)
+	b.stash()
+	b.records(d)
+	a.pushMem(rsp, fFlags2)
+	a.popfq()
+	b.restore()
+	a.jmp(next)
+
+	// Not the target: the program's instruction, on its own address.
+	a.bind(fallback)
+	a.pushMem(rsp, fFlags)
+	a.popfq()
+	b.restore()
+	i0 := s.Window.Insns[0]
+	d.Exact[a.addr()] = i0.PC
+	if err := relocate(a, i0); err != nil {
+		return err
+	}
+	a.bind(next)
+	for _, in := range s.Window.Insns[1:] {
+		d.Exact[a.addr()] = in.PC
+		if err := relocate(a, in); err != nil {
+			return err
+		}
+	}
+	d.Exact[a.addr()] = s.Window.End()
+	a.jmpAbs(s.Window.End())
+	return nil
+}
+
+// restore reloads the scratch registers and gives RSP back.
+func (b *builder) restore() {
+	for _, r := range []int{b.s1, b.s2, b.s3} {
+		b.a.load64(r, rsp, b.slot(r))
+	}
+	b.a.lea(rsp, rsp, b.drop())
+}
+
+// address computes the access's linear address into s1, as the CPU would
+// from the program's registers (RSP as it was before the detour moved it).
+func (b *builder) address() error {
+	a, f := b.a, &b.f
+	l, _ := b.in.Layout()
+	switch {
+	case f.RIP:
+		ea := b.pc + uint64(b.in.Len) + uint64(f.Disp)
+		if f.Addr32 {
+			ea = uint64(uint32(ea))
+		}
+		a.movabs(b.s1, ea)
+	case l.ModRM < 0: // moffs
+		a.movabs(b.s1, uint64(f.Disp))
+	default:
+		disp := f.Disp
+		if f.Base == rsp {
+			disp += int64(b.drop())
+		}
+		if disp != int64(int32(disp)) {
+			return fmt.Errorf("%w: %v: displacement out of range", ErrNotOptimizable, b.in)
+		}
+		a.leaSIB(b.s1, int(f.Base), int(f.Index), f.Scale, int32(disp))
+		if f.Addr32 {
+			a.movRR32(b.s1, b.s1)
+		}
+	}
+	if f.Kind == x86.KindBT && !f.HasImm {
+		// A register bit offset is signed and may pick another unit:
+		// address the unit, and let the register form take the bit
+		// modulo the width, as the memory form does within the unit.
+		reg := int(f.Reg)
+		switch f.Size {
+		case 2:
+			a.regOp(true, []byte{0x0F, 0xBF}, b.s2, reg) // movsx r64, r16
+		case 4:
+			a.regOp(true, []byte{0x63}, b.s2, reg) // movsxd
+		default:
+			a.movRR(b.s2, reg)
+		}
+		a.shift64(7, b.s2, uint8(bits.TrailingZeros(uint(f.Size)*8))) // sar
+		a.shift64(4, b.s2, uint8(bits.TrailingZeros(uint(f.Size))))   // shl
+		a.alu64(0x01, b.s1, b.s2)
+	}
+	return nil
+}
+
+// access performs the instruction's access on [s1 + md], the alias.
+func (b *builder) access(md int32) error {
+	a, f := b.a, &b.f
+	emit := func(code []byte, err error) error {
+		if err == nil {
+			a.bytes(code...)
+		}
+		return err
+	}
+	switch f.Kind {
+	case x86.KindMovLoad, x86.KindMovbeLoad, x86.KindMovStore, x86.KindMovbeStore, x86.KindMovStoreImm,
+		x86.KindVecLoad, x86.KindVecStore, x86.KindXchg, x86.KindXadd, x86.KindCmpxchg:
+		return emit(withMem(b.in, b.s1, md))
+	case x86.KindSetcc:
+		if err := emit(withReg(b.in, b.s2)); err != nil {
+			return err
+		}
+		b.movStore(1, b.s1, md, b.s2)
+		return nil
+	}
+	b.movLoad(int(f.MemSize), b.s2, b.s1, md)
+	if rmw(f) {
+		a.movRR(b.s3, b.s2)
+	}
+	if err := emit(withReg(b.in, b.s2)); err != nil {
+		return err
+	}
+	if rmw(f) {
+		b.movStore(int(f.MemSize), b.s1, md, b.s2)
+	}
+	return nil
+}
+
+// rmw reports an instruction the detour performs as load, register
+// operation, store.
+func rmw(f *x86.Form) bool {
+	switch f.Kind {
+	case x86.KindALUStore:
+		return f.Op != x86.OpCmp && f.Op != x86.OpTest
+	case x86.KindUnary, x86.KindShift:
+		return true
+	case x86.KindBT:
+		return f.Op != x86.OpBT
+	}
+	return false
+}
+
+// movLoad is mov r, [base+disp] of size bytes (mov r8 needs REX for SPL to
+// DIL).
+func (b *builder) movLoad(size, r, base int, disp int32) {
+	switch size {
+	case 1:
+		b.a.memOp(false, []byte{0x8A}, r, base, disp, true)
+	case 2:
+		b.a.bytes(0x66)
+		b.a.memOp(false, []byte{0x8B}, r, base, disp, false)
+	default:
+		b.a.memOp(size == 8, []byte{0x8B}, r, base, disp, false)
+	}
+}
+
+// movStore is mov [base+disp], r of size bytes.
+func (b *builder) movStore(size, base int, disp int32, r int) {
+	switch size {
+	case 1:
+		b.a.memOp(false, []byte{0x88}, r, base, disp, true)
+	case 2:
+		b.a.bytes(0x66)
+		b.a.memOp(false, []byte{0x89}, r, base, disp, false)
+	default:
+		b.a.memOp(size == 8, []byte{0x89}, r, base, disp, false)
+	}
+}
+
+// stash stores the values of the access's records into the frame. The
+// flags are the detour's from here on.
+func (b *builder) stash() {
+	a, f := b.a, &b.f
+	w := int(f.MemSize)
+	read := func(v int64) { b.recs = append(b.recs, rec{false, w, v}) }
+	write := func(v int64) { b.recs = append(b.recs, rec{true, w, v}) }
+	// reg stores a general register's operand bits (AH-BH: bits 8-15).
+	reg := func(off int64, r int, high bool) {
+		if high {
+			a.movRR(b.s3, r)
+			a.shift64(5, b.s3, 8)
+			r = b.s3
+		}
+		a.store64(rsp, int32(off), r)
+	}
+	v0, v1 := b.val[0], b.val[1]
+	switch f.Kind {
+	case x86.KindMovLoad:
+		reg(v0, int(f.Reg), f.High)
+		read(v0)
+	case x86.KindMovStore:
+		reg(v0, int(f.Reg), f.High)
+		write(v0)
+	case x86.KindMovbeLoad, x86.KindMovbeStore:
+		// The record holds the bytes in memory order.
+		a.movRR(b.s3, int(f.Reg))
+		a.bswap64(b.s3)
+		a.shift64(5, b.s3, uint8(64-8*w))
+		a.store64(rsp, int32(v0), b.s3)
+		if f.Kind == x86.KindMovbeLoad {
+			read(v0)
+		} else {
+			write(v0)
+		}
+	case x86.KindMovStoreImm:
+		a.storeImm64(rsp, int32(v0), int32(f.Imm))
+		write(v0)
+	case x86.KindSetcc:
+		a.store64(rsp, int32(v0), b.s2)
+		write(v0)
+	case x86.KindXchg:
+		reg(v0, int(f.Reg), f.High) // the old value, now in the register
+		read(v0)
+		reg(v1, b.s2, f.High) // the register before
+		write(v1)
+	case x86.KindXadd:
+		reg(v0, int(f.Reg), f.High) // old
+		read(v0)
+		if f.High {
+			a.shift64(5, b.s2, 8)
+		}
+		a.load64(b.s3, rsp, int32(v0))
+		a.alu64(0x01, b.s3, b.s2) // old + source, wrapped to the width by the record
+		a.store64(rsp, int32(v1), b.s3)
+		write(v1)
+	case x86.KindCmpxchg:
+		// Equal: the old value was the accumulator, the source is
+		// written. Not equal: the old value is in the accumulator now,
+		// and the CPU writes it back.
+		fail, done := a.label(), a.label()
+		a.jcc(ccNE, fail)
+		a.store64(rsp, int32(v0), b.s2)
+		reg(v1, int(f.Reg), f.High)
+		a.jmp(done)
+		a.bind(fail)
+		a.store64(rsp, int32(v0), rax)
+		a.store64(rsp, int32(v1), rax)
+		a.bind(done)
+		read(v0)
+		write(v1)
+	case x86.KindVecLoad, x86.KindVecStore:
+		b.stashVec(v0)
+		r := rec{f.Kind == x86.KindVecStore, int(f.VecLen), v0 + int64(f.VecOff)}
+		b.recs = append(b.recs, r)
+	default:
+		if rmw(f) {
+			a.store64(rsp, int32(v0), b.s3)
+			read(v0)
+			a.store64(rsp, int32(v1), b.s2)
+			write(v1)
+		} else {
+			a.store64(rsp, int32(v0), b.s2)
+			read(v0)
+		}
+	}
+}
+
+// stashVec stores the vector register of a move into the frame at off, in
+// the instruction's own encoding family (legacy SSE, VEX or EVEX), wide
+// enough to cover the bytes the move accesses.
+func (b *builder) stashVec(off int64) {
+	a, f := b.a, &b.f
+	l, _ := b.in.Layout()
+	raw := b.in.Bytes()
+	reg := int(f.Reg)
+	n := int(f.VecOff) + int(f.VecLen)
+	switch {
+	case l.VEX < 0: // movdqu m128, xmm
+		a.bytes(0xF3)
+		a.memOp(false, []byte{0x0F, 0x7F}, reg, rsp, int32(off), false)
+	case raw[l.VEX] != 0x62 && reg < 16: // vmovdqu m128/m256
+		L := byte(0)
+		if n > 16 {
+			L = 1
+		}
+		a.bytes(0xC5, (^byte(reg)>>3&1)<<7|0x78|L<<2|2, 0x7F)
+		a.modrmMem(reg, rsp, int32(off))
+	default: // vmovdqu64 m128/m256/m512
+		LL := byte(0)
+		switch {
+		case n > 32:
+			LL = 2
+		case n > 16:
+			LL = 1
+		}
+		p0 := (^byte(reg)>>3&1)<<7 | 0x60 | (^byte(reg)>>4&1)<<4 | 1
+		a.bytes(0x62, p0, 0xFE, LL<<5|0x08, 0x7F)
+		a.modrmMem(reg, rsp, int32(off))
+	}
+}
+
+// records writes the access's records into the ring, in order.
+func (b *builder) records(d *Detour) {
+	a := b.a
+	for _, r := range b.saved[3:] {
+		a.store64(rsp, b.slot(r), r)
+	}
+	a.rdtsc()
+	a.shift64(4, rdx, 32)
+	a.alu64(0x09, rax, rdx) // or
+	a.store64(rsp, int32(b.tsc), rax)
+	for _, r := range b.recs {
+		b.record(d, r)
+	}
+	for _, r := range b.saved[3:] {
+		a.load64(r, rsp, b.slot(r))
+	}
+}
+
+// record writes one record: identity, ticket, fields, commit.
+func (b *builder) record(d *Detour, r rec) {
+	a := b.a
+	slow, done, retry, notFree := a.label(), a.label(), a.label(), a.label()
+	ident := a.addr()
+	a.loadGS64(rdx, 0)
+	a.movRR(rax, rdx)
+	a.shift64(5, rax, 32)
+	a.alu64Imm(7, rax, IdentityMagic)
+	a.jcc(ccNE, slow)
+	a.store32(rsp, int32(b.tid), rdx)
+	a.movabs(rcx, b.s.Ring)
+
+	a.bind(retry)
+	a.load64(rax, rcx, ringHead)
+	a.movRR32(rdx, rax)
+	a.regOp(false, []byte{0x81}, 4, rdx) // and edx, RingSlots-1
+	a.u32(RingSlots - 1)
+	a.shift64(4, rdx, slotShift)
+	a.leaSIB(r11, rcx, rdx, 0, ringHeaderSize)
+	a.load64(rdx, r11, slotSeq)
+	a.alu64(0x29, rdx, rax) // sequence - ticket: 0 free, <0 full, >0 taken
+	a.jcc(ccNE, notFree)
+	a.lea(rdx, rax, 1)
+	a.lockCmpxchg(rcx, ringHead, rdx)
+	a.jcc(ccNE, retry)
+
+	a.load64(rdx, rsp, int32(b.tsc))
+	a.store64(r11, slotTSC, rdx)
+	a.load32(rdx, rsp, int32(b.tid))
+	a.store32(r11, slotTID, rdx)
+	info := uint32(r.width)
+	if r.write {
+		info |= InfoWrite
+	}
+	a.storeImm32(r11, slotInfo, info)
+	a.movabs(rdx, b.pc)
+	a.store64(r11, slotPC, rdx)
+	a.load64(rdx, rsp, int32(b.ea))
+	a.store64(r11, slotAddr, rdx)
+	for i := 0; i < (r.width+7)/8; i++ {
+		a.load64(rdx, rsp, int32(r.value)+int32(8*i))
+		a.store64(r11, slotValue+int32(8*i), rdx)
+	}
+	a.lea(rdx, rax, 1)
+	a.store64(r11, slotSeq, rdx) // commit
+	a.jmp(done)
+
+	a.bind(notFree)
+	a.jcc(ccS, slow)
+	a.jmp(retry)
+
+	a.bind(slow)
+	a.int3()
+	trap := a.addr()
+	a.jmp(done)
+	a.bind(done)
+	d.Slow = append(d.Slow, Slow{Trap: trap, Ident: ident, Done: a.addr(), PC: b.pc,
+		Width: r.width, Write: r.write, Value: r.value})
+}

@@ -1,0 +1,66 @@
+package optprobe
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// relocate emits a copy of in (originally at in.PC) that does the same at
+// the assembler's current address: RIP-relative displacements are
+// recomputed, short branches become rel32 ones to the same targets, and a
+// call (which relocatable allows only at the end of a window) pushes the
+// original return address and jumps, so that the callee returns to the
+// program's code and unwinders see the program's own addresses.
+func relocate(a *asm, in Insn) error {
+	raw := in.Inst.Bytes()
+	off, n, ok := in.Inst.PCRel()
+	if !ok {
+		a.bytes(raw...)
+		return nil
+	}
+	var rel int64
+	if n == 1 {
+		rel = int64(int8(raw[off]))
+	} else {
+		rel = int64(int32(binary.LittleEndian.Uint32(raw[off:])))
+	}
+	target := in.End() + uint64(rel)
+	if !isBranch(in.Inst) {
+		// A RIP-relative operand: same bytes, new displacement.
+		start := len(a.b)
+		a.bytes(raw...)
+		d, ok := rel32(target, a.addr())
+		if !ok {
+			return fmt.Errorf("optprobe: %v at %#x: operand %#x out of reach of the detour", in.Inst, in.PC, target)
+		}
+		binary.LittleEndian.PutUint32(a.b[start+off:], uint32(d))
+		return nil
+	}
+	switch op := in.Inst.Op.Op; op {
+	case x86asm.JMP:
+		a.jmpAbs(target)
+	case x86asm.CALL:
+		ret := in.End()
+		a.lea(rsp, rsp, -8) // lea, not sub: the flags are the program's
+		a.storeImm32(rsp, 0, uint32(ret))
+		a.storeImm32(rsp, 4, uint32(ret>>32))
+		a.jmpAbs(target)
+	default:
+		cc, ok := jccCond[op]
+		if !ok {
+			return fmt.Errorf("optprobe: %v at %#x: %w", in.Inst, in.PC, ErrNotRelocatable)
+		}
+		a.jccAbs(cc, target)
+	}
+	return nil
+}
+
+// jccCond maps conditional jumps to their condition nibble.
+var jccCond = map[x86asm.Op]byte{
+	x86asm.JO: 0x0, x86asm.JNO: 0x1, x86asm.JB: 0x2, x86asm.JAE: 0x3,
+	x86asm.JE: 0x4, x86asm.JNE: 0x5, x86asm.JBE: 0x6, x86asm.JA: 0x7,
+	x86asm.JS: 0x8, x86asm.JNS: 0x9, x86asm.JP: 0xA, x86asm.JNP: 0xB,
+	x86asm.JL: 0xC, x86asm.JGE: 0xD, x86asm.JLE: 0xE, x86asm.JG: 0xF,
+}

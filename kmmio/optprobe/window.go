@@ -1,0 +1,208 @@
+package optprobe
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/mmiotrace/mmiotrace/internal/x86"
+	"golang.org/x/arch/x86/x86asm"
+)
+
+// JumpLen is the length of the jump that replaces a probed instruction
+// (E9 rel32).
+const JumpLen = 5
+
+// Insn is a decoded instruction at its address in the program.
+type Insn struct {
+	PC   uint64
+	Inst *x86.Inst
+}
+
+// End returns the address after the instruction.
+func (i Insn) End() uint64 { return i.PC + uint64(i.Inst.Len) }
+
+// Window is the stretch of the program's code an optimized probe replaces:
+// the probed instruction and, when it is shorter than the jump, the
+// instructions that follow it until the jump fits (they are relocated into
+// the detour). Its interior boundaries, the starts of the instructions
+// after the first, are guarded: the patch puts an int3 byte on each, so
+// that a jump from elsewhere into the window traps, and the tracer moves
+// the thread to the same instruction in the detour. Boundaries under the
+// jump's displacement get their int3 by instruction punning: the detour is
+// placed where the displacement has a 0xCC byte there.
+type Window struct {
+	Insns []Insn
+}
+
+// Start is the probed instruction's address; End is the address after the
+// window.
+func (w *Window) Start() uint64 { return w.Insns[0].PC }
+func (w *Window) End() uint64   { return w.Insns[len(w.Insns)-1].End() }
+
+// Boundaries returns the interior boundaries.
+func (w *Window) Boundaries() []uint64 {
+	var b []uint64
+	for _, in := range w.Insns[1:] {
+		b = append(b, in.PC)
+	}
+	return b
+}
+
+// ErrNotRelocatable reports an instruction that cannot be moved into a
+// detour.
+var ErrNotRelocatable = errors.New("instruction cannot be relocated")
+
+// PlanWindow decodes the window of an optimized probe at pc from code (the
+// program's bytes from pc on; at least JumpLen-1 plus 15 of them, fewer at
+// the end of a mapping).
+func PlanWindow(pc uint64, code []byte) (Window, error) {
+	var w Window
+	off := 0
+	for off < JumpLen {
+		if off >= len(code) {
+			return w, fmt.Errorf("window at %#x: code ends after %d bytes", pc, off)
+		}
+		in, err := x86.Decode(code[off:])
+		if err != nil {
+			return w, fmt.Errorf("window at %#x: %w", pc, err)
+		}
+		last := off+in.Len >= JumpLen
+		if len(w.Insns) > 0 {
+			if err := relocatable(in, last); err != nil {
+				return w, fmt.Errorf("window at %#x: %v at %#x: %w", pc, in, pc+uint64(off), err)
+			}
+		}
+		w.Insns = append(w.Insns, Insn{pc + uint64(off), in})
+		off += in.Len
+	}
+	return w, nil
+}
+
+// relocatable reports whether an instruction can run in a detour: anything
+// whose meaning does not depend on its address, RIP-relative operands and
+// jumps (whose targets are recomputed), and a call when it ends the window
+// (it is replaced by pushing the original return address and jumping).
+func relocatable(in *x86.Inst, last bool) error {
+	switch in.Op.Op {
+	case x86asm.LOOP, x86asm.LOOPE, x86asm.LOOPNE, x86asm.JCXZ, x86asm.JECXZ, x86asm.JRCXZ,
+		x86asm.XBEGIN, x86asm.XABORT:
+		return ErrNotRelocatable
+	case x86asm.CALL, x86asm.LCALL:
+		if _, ok := in.Op.Args[0].(x86asm.Rel); !ok || !last || in.Op.Op == x86asm.LCALL {
+			return fmt.Errorf("%w: a call that does not end the window", ErrNotRelocatable)
+		}
+	}
+	if off, n, ok := in.PCRel(); ok && n != 4 && !isBranch(in) {
+		return fmt.Errorf("%w: %d-byte RIP-relative field at %d", ErrNotRelocatable, n, off)
+	}
+	return nil
+}
+
+func isBranch(in *x86.Inst) bool {
+	_, ok := in.Op.Args[0].(x86asm.Rel)
+	return ok
+}
+
+// punMask returns which bytes of the jump's rel32 (bit i: byte i, at
+// Start+1+i) must be 0xCC because an instruction starts there.
+func (w *Window) punMask() uint8 {
+	var m uint8
+	for _, b := range w.Boundaries() {
+		if i := b - w.Start() - 1; i < 4 {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+// Interval is a range of addresses [Lo, Hi].
+type Interval struct{ Lo, Hi uint64 }
+
+// Placements returns where the detour of w may start for the patch's
+// displacement to be valid, nearest to the window first, at most limit
+// intervals: each one is every address whose displacement from the jump
+// has 0xCC in the bytes that cover interior boundaries.
+func (w *Window) Placements(limit int) []Interval {
+	mask := w.punMask()
+	next := int64(w.Start() + JumpLen)
+	clip := func(lo, hi int64) (Interval, bool) {
+		lo, hi = max(lo, 1<<16), min(hi, 1<<47-1) // user space, above mmap_min_addr
+		return Interval{uint64(lo), uint64(hi)}, lo <= hi
+	}
+	if mask == 0 {
+		iv, ok := clip(next+math.MinInt32, next+math.MaxInt32)
+		if !ok {
+			return nil
+		}
+		return []Interval{iv}
+	}
+	low := 0 // the free bytes below the lowest constrained one
+	for mask&(1<<low) == 0 {
+		low++
+	}
+	span := int64(1)<<(8*low) - 1
+	var free []int // free bytes above low: they take every value
+	var base uint32
+	for i := low; i < 4; i++ {
+		if mask&(1<<i) != 0 {
+			base |= 0xCC << (8 * i)
+		} else {
+			free = append(free, i)
+		}
+	}
+	type cand struct{ d, dist int64 }
+	var cands []cand
+	for k := 0; k < 1<<(8*len(free)); k++ {
+		v := base
+		for j, i := range free {
+			v |= uint32(k>>(8*j)&0xFF) << (8 * i)
+		}
+		d := int64(int32(v))
+		var dist int64
+		switch {
+		case d > 0:
+			dist = d
+		case d+span < 0:
+			dist = -(d + span)
+		}
+		cands = append(cands, cand{d, dist})
+	}
+	sort.Slice(cands, func(i, j int) bool { return cands[i].dist < cands[j].dist })
+	var out []Interval
+	for _, c := range cands {
+		if len(out) == limit {
+			break
+		}
+		if iv, ok := clip(next+c.d, next+c.d+span); ok {
+			out = append(out, iv)
+		}
+	}
+	return out
+}
+
+
+// Patch returns the bytes that replace the window when its detour is at
+// detour: the jump, then int3 up to the window's end. It fails if the
+// jump's displacement does not put 0xCC on every interior boundary under
+// it, or does not fit.
+func (w *Window) Patch(detour uint64) ([]byte, error) {
+	d, ok := rel32(detour, w.Start()+JumpLen)
+	if !ok {
+		return nil, fmt.Errorf("optprobe: detour at %#x is out of reach of %#x", detour, w.Start())
+	}
+	p := make([]byte, w.End()-w.Start())
+	p[0] = 0xE9
+	binary.LittleEndian.PutUint32(p[1:], uint32(d))
+	for i := JumpLen; i < len(p); i++ {
+		p[i] = 0xCC
+	}
+	for _, b := range w.Boundaries() {
+		if p[b-w.Start()] != 0xCC {
+			return nil, fmt.Errorf("optprobe: detour at %#x does not guard the instruction at %#x", detour, b)
+		}
+	}
+	return p, nil
+}
