@@ -31,11 +31,11 @@ const (
 // placed. Labels are resolved when the code is finished.
 type asm struct {
 	b      []byte
-	pc     uint64         // the address b[0] will have
-	labels map[int]int    // label -> offset
-	fixups map[int][]int  // label -> offsets of rel32 fields to patch
-	abs    []absFixup     // rel32 fields aimed at absolute addresses
-	err    error          // the first encoding error
+	pc     uint64        // the address b[0] will have
+	labels map[int]int   // label -> offset
+	fixups map[int][]int // label -> offsets of rel32 fields to patch
+	abs    []absFixup    // rel32 fields aimed at absolute addresses
+	err    error         // the first encoding error
 	nlabel int
 }
 
@@ -114,7 +114,9 @@ func (a *asm) load64(r, base int, disp int32) { a.memOp(true, []byte{0x8B}, r, b
 func (a *asm) store64(base int, disp int32, r int) { a.memOp(true, []byte{0x89}, r, base, disp, false) }
 
 // store32 is mov [base+disp], r32.
-func (a *asm) store32(base int, disp int32, r int) { a.memOp(false, []byte{0x89}, r, base, disp, false) }
+func (a *asm) store32(base int, disp int32, r int) {
+	a.memOp(false, []byte{0x89}, r, base, disp, false)
+}
 
 // load32 is mov r32, [base+disp] (zero-extends).
 func (a *asm) load32(r, base int, disp int32) { a.memOp(false, []byte{0x8B}, r, base, disp, false) }
@@ -196,12 +198,12 @@ func (a *asm) bswap64(r int) {
 
 // pushfq, popfq; push and pop a qword at [base+disp] (PUSH computes the
 // address before it moves RSP, POP after).
-func (a *asm) pushfq()                        { a.bytes(0x9C) }
-func (a *asm) popfq()                         { a.bytes(0x9D) }
-func (a *asm) pushMem(base int, disp int32)   { a.memOp(false, []byte{0xFF}, 6, base, disp, false) }
-func (a *asm) popMem(base int, disp int32)    { a.memOp(false, []byte{0x8F}, 0, base, disp, false) }
-func (a *asm) rdtsc()                         { a.bytes(0x0F, 0x31) }
-func (a *asm) int3()                          { a.bytes(0xCC) }
+func (a *asm) pushfq()                      { a.bytes(0x9C) }
+func (a *asm) popfq()                       { a.bytes(0x9D) }
+func (a *asm) pushMem(base int, disp int32) { a.memOp(false, []byte{0xFF}, 6, base, disp, false) }
+func (a *asm) popMem(base int, disp int32)  { a.memOp(false, []byte{0x8F}, 0, base, disp, false) }
+func (a *asm) rdtsc()                       { a.bytes(0x0F, 0x31) }
+func (a *asm) int3()                        { a.bytes(0xCC) }
 func (a *asm) lockCmpxchg(base int, disp int32, r int) {
 	a.bytes(0xF0)
 	a.memOp(true, []byte{0x0F, 0xB1}, r, base, disp, false)

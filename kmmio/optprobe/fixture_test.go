@@ -30,8 +30,8 @@ type state struct {
 
 // hdr mirrors struct hdr in exec.c.
 type hdr struct {
-	Code, CodeSize, Traced, TracedSize, Untraced, UntracedSize uint64
-	StackLo, StackHi, AliasNear, AliasFar, Ring, Ident, TID, Exit  uint64
+	Code, CodeSize, Traced, TracedSize, Untraced, UntracedSize    uint64
+	StackLo, StackHi, AliasNear, AliasFar, Ring, Ident, TID, Exit uint64
 }
 
 // fixture is a running exec.c.

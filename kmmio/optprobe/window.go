@@ -183,7 +183,6 @@ func (w *Window) Placements(limit int) []Interval {
 	return out
 }
 
-
 // Patch returns the bytes that replace the window when its detour is at
 // detour: the jump, then int3 up to the window's end. It fails if the
 // jump's displacement does not put 0xCC on every interior boundary under
