@@ -69,6 +69,11 @@ func PlanWindow(pc uint64, code []byte) (Window, error) {
 		if err != nil {
 			return w, fmt.Errorf("window at %#x: %w", pc, err)
 		}
+		if rest := len(code) - off; rest < x86.MaxLen && in.Len >= rest {
+			// The decoder may have taken a truncated encoding for a
+			// shorter instruction.
+			return w, fmt.Errorf("window at %#x: code ends in the instruction at %#x", pc, pc+uint64(off))
+		}
 		last := off+in.Len >= JumpLen
 		if len(w.Insns) > 0 {
 			if err := relocatable(in, last); err != nil {
@@ -153,30 +158,43 @@ func (w *Window) Placements(limit int) []Interval {
 			free = append(free, i)
 		}
 	}
-	type cand struct{ d, dist int64 }
-	var cands []cand
-	for k := 0; k < 1<<(8*len(free)); k++ {
-		v := base
-		for j, i := range free {
-			v |= uint32(k>>(8*j)&0xFF) << (8 * i)
+	// The displacement as a function of the free bytes' values is
+	// increasing once the sign bit is flipped (when the top byte is free):
+	// find the first positive one and walk outwards, nearest first.
+	k := 1 << (8 * len(free))
+	flip := 0
+	if len(free) > 0 && free[len(free)-1] == 3 {
+		flip = 0x80 << (8 * (len(free) - 1))
+	}
+	disp := func(j int) int64 {
+		v, kv := base, j^flip
+		for n, i := range free {
+			v |= uint32(kv>>(8*n)&0xFF) << (8 * i)
 		}
-		d := int64(int32(v))
-		var dist int64
+		return int64(int32(v))
+	}
+	dist := func(d int64) int64 {
 		switch {
 		case d > 0:
-			dist = d
+			return d
 		case d+span < 0:
-			dist = -(d + span)
+			return -(d + span)
 		}
-		cands = append(cands, cand{d, dist})
+		return 0
 	}
-	sort.Slice(cands, func(i, j int) bool { return cands[i].dist < cands[j].dist })
+	up := sort.Search(k, func(j int) bool { return disp(j) > 0 })
+	down := up - 1
 	var out []Interval
-	for _, c := range cands {
-		if len(out) == limit {
-			break
+	for len(out) < limit && (down >= 0 || up < k) {
+		var d int64
+		if up >= k || down >= 0 && dist(disp(down)) <= dist(disp(up)) {
+			d = disp(down)
+			down--
+		} else {
+			d = disp(up)
+			up++
 		}
-		if iv, ok := clip(next+c.d, next+c.d+span); ok {
+		if iv, ok := clip(next+d, next+d+span); ok {
 			out = append(out, iv)
 		}
 	}
