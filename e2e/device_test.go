@@ -16,13 +16,27 @@ import (
 // doorbells through the file descriptor. The trace must hold exactly the
 // accesses each thread logged, in order, with direction, width, offset and
 // value.
+//
+// It runs twice: with optimized probes (the default: each instruction is
+// patched after its first trap, and its accesses go through the detour
+// from then on), and with --no-optimize (every access traps).
 func TestDevice(t *testing.T) {
+	for _, mode := range []string{"optimized", "trap"} {
+		t.Run(mode, func(t *testing.T) { testDevice(t, mode == "optimized") })
+	}
+}
+
+func testDevice(t *testing.T, optimized bool) {
 	bin := testenv.BuildC(t, "testdata/device.c", "-pthread")
 	dir := t.TempDir()
 	shm := shmName(t)
 	flog, tlog := filepath.Join(dir, "fixture.log"), filepath.Join(dir, "trace.log")
 
-	res := mmiotrace(t, "record", "--map", shm, "-o", tlog, "--", bin, flog, shm)
+	args := []string{"record", "--map", shm, "-o", tlog}
+	if !optimized {
+		args = append(args, "--no-optimize")
+	}
+	res := mmiotrace(t, append(args, "--", bin, flog, shm)...)
 	if res.code != 0 {
 		t.Fatalf("mmiotrace exit %d\nstderr:\n%s", res.code, res.stderr)
 	}
@@ -47,6 +61,12 @@ func TestDevice(t *testing.T) {
 	}
 	if n := atoi(sm[2]); n != 2 {
 		t.Errorf("%s single-stepped, want 2 (bsf, bsr)", sm[2])
+	}
+	switch s := parseOpt(t, res.stderr); {
+	case optimized && (s.sites < 10 || s.detoured < 100):
+		t.Errorf("optimized probes: %+v, want most accesses through them\n%s", s, res.stderr)
+	case !optimized && s.sites != 0:
+		t.Errorf("--no-optimize, yet %d sites patched", s.sites)
 	}
 }
 

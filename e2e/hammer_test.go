@@ -12,14 +12,26 @@ import (
 // pages, interleaved in the same cache lines, with a lock xadd counter they
 // all share: the trace must hold exactly each thread's accesses, in order,
 // none missing and none extra, and the counter must be exact.
+//
+// It runs with optimized probes (the default) and with --no-optimize.
 func TestHammer(t *testing.T) {
+	for _, mode := range []string{"optimized", "trap"} {
+		t.Run(mode, func(t *testing.T) { testHammer(t, mode == "optimized") })
+	}
+}
+
+func testHammer(t *testing.T, optimized bool) {
 	const threads, accesses = 8, 2000
 	bin := testenv.BuildC(t, "testdata/hammer.c", "-pthread")
 	dir := t.TempDir()
 	shm := shmName(t)
 	flog, tlog := filepath.Join(dir, "fixture.log"), filepath.Join(dir, "trace.log")
 
-	res := mmiotrace(t, "record", "-q", "--map", shm, "-o", tlog, "--", bin, flog, shm, strconv.Itoa(threads), strconv.Itoa(accesses))
+	args := []string{"record", "--map", shm, "-o", tlog}
+	if !optimized {
+		args = append(args, "--no-optimize")
+	}
+	res := mmiotrace(t, append(args, "--", bin, flog, shm, strconv.Itoa(threads), strconv.Itoa(accesses))...)
 	if res.code != 0 {
 		t.Fatalf("mmiotrace exit %d\nstderr:\n%s", res.code, res.stderr)
 	}
@@ -45,4 +57,10 @@ func TestHammer(t *testing.T) {
 		t.Errorf("trace has %d accesses, the threads made %d", n, total)
 	}
 	compareThreads(t, want, got)
+	switch s := parseOpt(t, res.stderr); {
+	case optimized && s.detoured < total/2:
+		t.Errorf("%d of %d accesses through optimized probes, want most\n%s", s.detoured, total, res.stderr)
+	case !optimized && s.sites != 0:
+		t.Errorf("--no-optimize, yet %d sites patched", s.sites)
+	}
 }

@@ -46,11 +46,12 @@ func appendTime(b []byte, ns int64) []byte {
 	b = strconv.AppendInt(b, ns/1e9, 10)
 	b = append(b, '.')
 	us := (ns % 1e9) / 1e3
-	s := strconv.AppendInt(nil, us, 10)
-	for i := len(s); i < 6; i++ {
-		b = append(b, '0')
+	var d [6]byte // six digits, zero-padded, without allocating
+	for i := len(d) - 1; i >= 0; i-- {
+		d[i] = byte('0' + us%10)
+		us /= 10
 	}
-	return append(b, s...)
+	return append(b, d[:]...)
 }
 
 func appendHex(b []byte, v uint64) []byte {

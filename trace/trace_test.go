@@ -2,8 +2,10 @@ package trace
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -241,6 +243,26 @@ func TestPCIDevRoundTrip(t *testing.T) {
 	for _, bad := range []string{"", "0100 10de0429 10", "0100 10de0429 10 0 0 0 0 0 0 zz 0 0 0 0 0 0 0"} {
 		if _, err := ParsePCIDev(bad); err == nil {
 			t.Errorf("ParsePCIDev(%q) accepted it", bad)
+		}
+	}
+}
+
+// TestSortByTimeStable checks the permutation sort against a stable sort
+// of the records themselves, on batches with many equal times.
+func TestSortByTimeStable(t *testing.T) {
+	var perm []int32
+	for n := 0; n < 300; n += 7 {
+		batch := make([]Record, n)
+		for i := range batch {
+			batch[i] = Record{Time: int64((i * 7919) % 13), Phys: uint64(i)}
+		}
+		want := slices.Clone(batch)
+		slices.SortStableFunc(want, func(x, y Record) int { return cmp.Compare(x.Time, y.Time) })
+		sortByTime(batch, &perm)
+		for i := range batch {
+			if batch[i].Time != want[i].Time || batch[i].Phys != want[i].Phys {
+				t.Fatalf("n=%d: record %d is (%d, %d), want (%d, %d)", n, i, batch[i].Time, batch[i].Phys, want[i].Time, want[i].Phys)
+			}
 		}
 	}
 }

@@ -454,6 +454,11 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 	for _, p := range t.procs {
 		t.use(p)
 		p.exposer = nil
+		// Optimized probes out first: their detours use the aliases and
+		// the armed pages' protection.
+		if err := t.optDetach(); err != nil && first == nil {
+			first = err
+		}
 		if th := t.anyHeld(); th != nil && t.engine != nil {
 			t.injTID = th.tid
 			if err := t.engine.DisarmAll(); err != nil && first == nil {
@@ -534,6 +539,9 @@ func (t *Tracer) takeSignal(th *thread) int {
 // is moved back onto the instruction, to run it once the original byte is
 // back). Such a signal is not the program's and is not delivered.
 func (t *Tracer) ownSignal(tid, sig int) bool {
+	if t.optOwnSignal(tid, sig) {
+		return true
+	}
 	switch sig {
 	case int(unix.SIGSEGV):
 		return t.ownFault(tid)

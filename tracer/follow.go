@@ -214,6 +214,7 @@ func (t *Tracer) forkProcess(th *thread, pid int) (*process, error) {
 	parent := th.proc
 	c := t.newProcess(pid)
 	c.parent, c.exe, c.forked = th.pid, parent.exe, true
+	c.optInherited = t.optSnapshot() // t.process is the parent
 	c.inj.SyscallAddr = parent.inj.SyscallAddr
 	c.injTID = pid
 	c.leaderMask, c.brk = parent.leaderMask, parent.brk
@@ -322,6 +323,14 @@ func (t *Tracer) forkProcess(th *thread, pid int) (*process, error) {
 func (t *Tracer) checkForked(th *thread) error {
 	p := t.process
 	p.forked = false
+	// Its parent's patches and injected mappings out first: the child gets
+	// optimized probes of its own, and syncMaps must not take the
+	// injected aliases for mappings of the program.
+	in := p.optInherited
+	p.optInherited = nil
+	if err := t.optRestoreChild(th.tid, in, p.inj.SyscallAddr); err != nil {
+		return err
+	}
 	maps, err := ReadMaps(p.pid)
 	if err != nil {
 		return ignoreGone(err)
@@ -369,7 +378,11 @@ func covered(maps []Mapping, lo, hi uint64) bool {
 // get UNMAP lines.
 func (t *Tracer) processGone(p *process) error {
 	t.use(p)
-	err := t.dropAllMaps(0, p.pid)
+	// Its accesses still in its ring come before the UNMAPs.
+	err := t.optImageGone()
+	if derr := t.dropAllMaps(0, p.pid); err == nil {
+		err = derr
+	}
 	if perr := t.stopPerf(); err == nil {
 		err = perr
 	}

@@ -38,6 +38,12 @@ func (t *Tracer) fault(th *thread) error {
 	if err := ptrace.GetRegs(th.tid, &th.regs); err != nil {
 		return ignoreGone(err)
 	}
+	if t.opt != nil {
+		// A fault in a detour's own code (optimize.go).
+		if ours, err := t.optFault(th); ours || err != nil {
+			return err
+		}
+	}
 	// The hot path skips PTRACE_GETSIGINFO: when the instruction at RIP is
 	// known and its memory operand lies on an armed page, the fault is
 	// ours. (A SIGSEGV that another process sent with kill at that very
@@ -73,6 +79,14 @@ func (t *Tracer) fault(th *thread) error {
 			return t.resume(th, int(unix.SIGSEGV))
 		}
 	}
+	// An instruction that traps often gets an optimized probe; it then
+	// runs again, through its detour, since its access has not happened.
+	if patched, err := t.optHot(th, th.regs.Rip, addr); err != nil || patched {
+		if err != nil {
+			return err
+		}
+		return t.resume(th, 0)
+	}
 	t.engine.BeginHit()
 	err := t.execute(th, fp, addr)
 	if e := t.engine.EndHit(); err == nil {
@@ -88,7 +102,7 @@ func (t *Tracer) fault(th *thread) error {
 // else by single-stepping, and resumes th.
 func (t *Tracer) execute(th *thread, fp *kmmio.FaultPage, addr uint64) error {
 	in := t.decode(th.regs.Rip)
-	t.hit.th, t.hit.pc = th, th.regs.Rip
+	t.hit.th, t.hit.pc = th, t.origPC(th.regs.Rip)
 	if in == nil || !in.Emulable() {
 		return t.step(th, in, fp, addr)
 	}
@@ -391,7 +405,7 @@ func (t *Tracer) stepAccess(th *thread, in *x86.Inst, fp *kmmio.FaultPage, fault
 func (t *Tracer) logStepped(th *thread, tm *tmap, describe, read, write bool, addr uint64, size int, before []byte, faultAddr uint64) error {
 	if !describe {
 		r := trace.Record{Kind: trace.KindUnknown, TID: int32(th.tid), MapID: tm.id, Time: trace.Now(),
-			Phys: tm.physOf(faultAddr), PC: th.regs.Rip}
+			Phys: tm.physOf(faultAddr), PC: t.origPC(th.regs.Rip)}
 		t.process.readCode(t.mem, r.Value[:3], th.regs.Rip)
 		t.Counts.Unknown.Add(1)
 		tm.stats.Unknown++

@@ -96,6 +96,7 @@ func (t *Tracer) publishShadow() {
 			s[a] = bp.orig
 		}
 	}
+	t.optShadow(s)
 	t.process.shadow.Store(&s)
 }
 

@@ -188,6 +188,11 @@ func (t *Tracer) handle(s stop) error {
 	th := t.threads[tid]
 	t.use(th.proc)
 	th.parked = false
+	// What the thread wrote through optimized probes comes before what
+	// its stop makes us write.
+	if err := t.optFlush(th.proc.pid, tid); err != nil {
+		return err
+	}
 	sig := ws.StopSignal()
 	switch ev := ptrace.Event(ws); {
 	case ev == unix.PTRACE_EVENT_CLONE || ev == unix.PTRACE_EVENT_FORK || ev == unix.PTRACE_EVENT_VFORK:
@@ -235,6 +240,9 @@ func (t *Tracer) handle(s stop) error {
 			if err := t.newThreadWatches(th); err != nil {
 				return err
 			}
+			if err := t.optNewThread(th); err != nil {
+				return err
+			}
 		}
 		return t.resume(th, 0) // an interrupt or a new thread's first stop
 	case ev != 0:
@@ -265,6 +273,12 @@ func (t *Tracer) resume(th *thread, sig int) error {
 		unix.Tgkill(th.pid, th.tid, syscall.Signal(s))
 	}
 	th.sigs = th.sigs[:0]
+	if sig != 0 {
+		// The program's signal: delivered outside the detours' code.
+		if err := t.optSignal(th); err != nil {
+			return err
+		}
+	}
 	th.held = false
 	if th.jobStopped {
 		return t.keepStopped(th, sig)
@@ -292,6 +306,7 @@ func (t *Tracer) exited(tid int, ws unix.WaitStatus) error {
 	t.use(th.proc)
 	delete(t.threads, tid)
 	t.perfThreadGone(tid)
+	t.optForget(tid)
 	if tid != th.pid {
 		return nil
 	}
@@ -324,6 +339,8 @@ func (t *Tracer) execed(th *thread) error {
 	delete(t.threads, th.tid)
 	p := th.proc
 	if p.pid != pid {
+		// Its identity block in the parent's optimized probes is free.
+		t.optForget(th.tid)
 		p = t.newProcess(pid)
 		p.parent, p.leaderMask = th.proc.pid, th.proc.leaderMask
 		// Its filters are its parent's, inherited at vfork.
@@ -337,6 +354,9 @@ func (t *Tracer) execed(th *thread) error {
 	var pc uint64
 	if err := ptrace.GetRegs(pid, &leader.regs); err == nil {
 		pc = leader.regs.Rip
+	}
+	if err := t.optImageGone(); err != nil {
+		return err
 	}
 	if err := t.dropAllMaps(pc, pid); err != nil {
 		return err
@@ -431,6 +451,13 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 			return ignoreGone(ptrace.Detach(tid, 0))
 		}
 	case ev == unix.PTRACE_EVENT_STOP:
+		if t.vforked[tid] {
+			// It runs the program's detours until it execs: an identity
+			// of its own.
+			if err := t.optIdentify(tid); err != nil {
+				return err
+			}
+		}
 		if i := indexOf(t.forked, tid); i >= 0 {
 			t.forked = append(t.forked[:i], t.forked[i+1:]...)
 			if err := t.restoreForked(tid); err != nil {
@@ -451,9 +478,15 @@ func (t *Tracer) handleForeign(tid int, ws unix.WaitStatus) error {
 		// exits: its accesses to armed pages are hits like any thread's,
 		// and so are its int3s.
 		t.use(t.root)
+		if err := t.optFlush(t.root.pid, tid); err != nil {
+			return err
+		}
 		return t.fault(&thread{tid: tid, pid: tid, proc: t.root})
 	case ws.StopSignal() == unix.SIGTRAP && t.vforked[tid]:
 		t.use(t.root)
+		if err := t.optFlush(t.root.pid, tid); err != nil {
+			return err
+		}
 		return t.trap(&thread{tid: tid, pid: tid, proc: t.root})
 	default:
 		sig = int(ws.StopSignal())
@@ -474,6 +507,12 @@ func (t *Tracer) adopt(tid, ev int) {
 	case unix.PTRACE_EVENT_FORK:
 		t.foreign[tid] = true
 		t.forked = append(t.forked, tid)
+		if in := t.optSnapshot(); in != nil {
+			if t.forkedOpt == nil {
+				t.forkedOpt = map[int]*optInherited{}
+			}
+			t.forkedOpt[tid] = in
+		}
 	case unix.PTRACE_EVENT_VFORK:
 		t.foreign[tid] = true
 		t.vforked[tid] = true
@@ -495,6 +534,11 @@ func (t *Tracer) adopt(tid, ev int) {
 // child.
 func (t *Tracer) restoreForked(tid int) error {
 	if err := t.restoreBreakpointsIn(tid); err != nil {
+		return err
+	}
+	in := t.forkedOpt[tid]
+	delete(t.forkedOpt, tid)
+	if err := t.optRestoreChild(tid, in, t.inj.SyscallAddr); err != nil {
 		return err
 	}
 	if t.engine == nil {

@@ -78,7 +78,7 @@ func (t *Tracer) syncMaps(lo, hi, pc uint64, tid int) error {
 	}
 	for i := range maps {
 		m := &maps[i]
-		if m.End <= lo || m.Start >= hi || m.Path == "[vsyscall]" || t.isScratch(m.Start) {
+		if m.End <= lo || m.Start >= hi || m.Path == "[vsyscall]" || t.isScratch(m.Start) || t.optOwns(m.Start, m.End) {
 			continue
 		}
 		for _, r := range t.cfg.Select.Pieces(m) {
@@ -418,6 +418,9 @@ func (t *Tracer) emit(r *trace.Record) error {
 	}
 	if r.Kind.IsAccess() {
 		r.Kind = trace.AccessKind(r.Kind.IsWrite(), int(r.Width))
+	}
+	if t.drain != nil && (r.Kind.IsAccess() || r.Kind == trace.KindUnknown) {
+		t.drain.stamp(r) // in order with the thread's records from its ring
 	}
 	if err := t.cfg.Out.Append(r); err != nil {
 		t.outErr = err

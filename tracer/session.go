@@ -69,6 +69,16 @@ type Config struct {
 	// pages are restored at their first stop); by default they are traced
 	// (follow.go).
 	NoFollow bool
+	// NoOptimize keeps every access on the trap path: no instruction is
+	// patched (see optimize.go and package kmmio/optprobe).
+	NoOptimize bool
+	// OptimizeAfter is how many times an instruction traps on a traced
+	// page before it is patched with an optimized probe; 0 means 1.
+	OptimizeAfter int
+	// RingSlots is the number of records the ring of optimized probes
+	// holds per process (a power of two); 0 means optprobe.RingSlots. A
+	// small ring makes detours take their slow path often (for tests).
+	RingSlots int
 }
 
 // Result is how a session ended.
@@ -99,6 +109,12 @@ type Counters struct {
 	Syscalls               atomic.Uint64 // system calls served on traced memory
 	Procs                  atomic.Int64  // processes traced now
 	ProcsSeen              atomic.Int64  // processes traced in the session
+	// Optimized probes: accesses recorded by detours without a trap,
+	// records their slow path left to the tracer, sites patched now and
+	// ever.
+	Detoured, Slow atomic.Uint64
+	Sites          atomic.Int64
+	Patched        atomic.Uint64
 }
 
 // Tracer runs one session. Create it with New, run it with Run.
@@ -138,21 +154,25 @@ type Tracer struct {
 	perfLost   atomic.Uint64
 	// watchPlan says which mechanisms serve watches (planWatches).
 	watchPlan watchPlan
+	// drain reads the rings of optimized probes (optdrain.go); nil until
+	// the first process is optimized.
+	drain *drainer
 
-	pidSeen  atomic.Int64            // the pid, for other goroutines
-	foreign  map[int]bool            // fork children: kept running, not traced
-	early    map[int]unix.WaitStatus // first stops of tracees not announced yet
-	vforked  map[int]bool            // vfork children still sharing the program's memory
-	forked   []int                   // fork children whose pages are still armed
-	waker    *wakerConn
-	cancel   atomic.Bool // detach (attached) or kill (spawned): Ctrl-C
-	force    atomic.Bool // stop waiting for threads: a second Ctrl-C
-	killAll  atomic.Bool // kill the program's child processes too
-	abortErr atomic.Pointer[error]
-	lastSig  [65]atomic.Int64 // when the program last got each signal, unix ns
-	result   Result
-	warned   map[string]bool // warnOnce
-	err      error
+	pidSeen   atomic.Int64            // the pid, for other goroutines
+	foreign   map[int]bool            // fork children: kept running, not traced
+	early     map[int]unix.WaitStatus // first stops of tracees not announced yet
+	vforked   map[int]bool            // vfork children still sharing the program's memory
+	forked    []int                   // fork children whose pages are still armed
+	forkedOpt map[int]*optInherited   // their inherited optimized probes (optSnapshot)
+	waker     *wakerConn
+	cancel    atomic.Bool // detach (attached) or kill (spawned): Ctrl-C
+	force     atomic.Bool // stop waiting for threads: a second Ctrl-C
+	killAll   atomic.Bool // kill the program's child processes too
+	abortErr  atomic.Pointer[error]
+	lastSig   [65]atomic.Int64 // when the program last got each signal, unix ns
+	result    Result
+	warned    map[string]bool // warnOnce
+	err       error
 	// outErr is the first error of the log (Out): the session ends as a
 	// tracer failure once the stop at hand is handled.
 	outErr error
@@ -182,8 +202,9 @@ type process struct {
 	// leaderMask is the process's affinity before pinning, for threads
 	// born while pinned.
 	leaderMask unix.CPUSet
-	// shadow holds the original bytes under the process's int3s, for
-	// every goroutine that reads its code (the perf reader, too).
+	// shadow holds the original bytes under the process's int3s and
+	// patches, for every goroutine that reads its code (the perf reader,
+	// too).
 	shadow atomic.Pointer[codeShadow]
 	parent int    // the parent's pid, for PROC lines
 	exe    string // the program it runs
@@ -205,6 +226,11 @@ type process struct {
 	// brk is the heap's page-aligned end as last seen (0: not yet), for
 	// --range selections over the heap.
 	brk uint64
+	// opt is the optimized probes' state (optimize.go), nil until used;
+	// optInherited, those of its parent, inherited by fork and removed at
+	// its first stop.
+	opt          *optProc
+	optInherited *optInherited
 }
 
 // newProcess returns the tracer's state for process pid, with nothing
@@ -283,6 +309,9 @@ func (t *Tracer) Stats() []MapStats {
 	out := make([]MapStats, 0, len(t.order))
 	for _, id := range t.order {
 		out = append(out, *t.stats[id])
+	}
+	if t.drain != nil {
+		t.drain.addCounts(out)
 	}
 	return out
 }
@@ -363,7 +392,9 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 		err = perr
 	}
 	if err == nil && t.over() && !t.result.Detached {
-		// The processes are gone, and their mappings with them.
+		// The processes are gone, and their mappings with them: their
+		// accesses still in the rings come before the UNMAPs.
+		err = t.closeDrain()
 		for _, p := range t.procs {
 			if perr := t.processGone(p); err == nil {
 				err = perr
@@ -378,6 +409,9 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 		if derr := t.abandon(); derr != nil {
 			err = fmt.Errorf("%w (and while cleaning up: %v)", err, derr)
 		}
+	}
+	if derr := t.closeDrain(); err == nil {
+		err = derr
 	}
 	for _, p := range t.procs {
 		t.use(p)

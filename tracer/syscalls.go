@@ -33,6 +33,10 @@ func (t *Tracer) syscallStop(th *thread) error {
 	case ptrace.SyscallEntry, ptrace.SyscallSeccomp:
 		if mapsCall(info.Nr()) || info.Nr() == unix.SYS_BRK && len(t.cfg.Select.Ranges) > 0 {
 			th.sys, th.inSys = info, true
+			// Patches the call may invalidate go before it runs.
+			if err := t.optMappingCall(th, &info); err != nil {
+				return err
+			}
 		}
 		if t.othersInMemory(th) && t.copiesMemory(th, info.Nr()) {
 			return t.forkAlone(th)

@@ -339,6 +339,9 @@ func (t *Tracer) newThreadWatches(th *thread) error {
 // data watch stops after the access; the accessing instruction, found by
 // decoding backwards from RIP, must touch the watched piece.
 func (t *Tracer) trap(th *thread) error {
+	if ours, err := t.optTrap(th); ours || err != nil {
+		return err
+	}
 	if ours, err := t.breakpointTrap(th); ours || err != nil {
 		return err
 	}

@@ -32,6 +32,14 @@ the program alone.
 Ctrl-C detaches from an attached program (which keeps running, with its
 memory as it was); a spawned program receives the signal.
 
+An instruction that traps on a traced page is patched, after its first
+trap (--optimize-after), with a jump to code injected into the program
+that makes the same access through a second mapping of the same memory and
+writes the record into a ring the tracer drains: the kernel's optimized
+probes, for kmmio. The records are the same; the program runs near its own
+speed. --no-optimize keeps every access on the trap path. See
+docs/RECORD.md (Optimized probes).
+
 With -e, the program's tracepoints (package tracepoint) that match are
 collected into the same log as TP lines, on the same clock; -e alone traces
 no memory. When the shared ring (--tp-ring, 4M by default) is full, the
@@ -62,6 +70,9 @@ func runRecord(args []string) int {
 	quiet := fs.Bool("q", false, "no progress line or summary")
 	noPin := fs.Bool("no-pin", false, "do not run the program's threads on the tracer's CPU (slower hits; see docs/RECORD.md)")
 	noFollow := fs.Bool("no-follow", false, "trace the program alone, not the processes it creates")
+	noOpt := fs.Bool("no-optimize", false, "never patch instructions: every access traps (see docs/RECORD.md, Optimized probes)")
+	optAfter := fs.Int("optimize-after", 1, "patch an instruction after it trapped `N` times")
+	ringSlots := fs.Int("ring-slots", 0, "records the ring of optimized probes holds, a power of two (default 32768)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -72,6 +83,14 @@ func runRecord(args []string) int {
 	}
 	if *pid < 0 {
 		usageError("record", "bad pid %d", *pid)
+		return exitUsage
+	}
+	if *optAfter < 1 {
+		usageError("record", "--optimize-after must be at least 1")
+		return exitUsage
+	}
+	if n := *ringSlots; n != 0 && (n < 2 || n&(n-1) != 0 || n > 1<<24) {
+		usageError("record", "--ring-slots must be a power of two from 2 to 16777216")
 		return exitUsage
 	}
 	sel := tracer.Selection{Globs: globs}
@@ -147,6 +166,10 @@ func runRecord(args []string) int {
 		Out:      buf,
 		Stopped:  logOut.stopped,
 		Warn:     func(s string) { ui.warn(s) },
+
+		NoOptimize:    *noOpt,
+		OptimizeAfter: *optAfter,
+		RingSlots:     *ringSlots,
 		Started: func(tracee int) {
 			ui.started(tr, tracee, *pid != 0, false)
 			var err error

@@ -176,8 +176,12 @@ func (s *status) summary(tr *tracer.Tracer, globs []string, out string, res trac
 	r, w, u := c.Reads.Load(), c.Writes.Load(), c.Unknown.Load()
 	var b strings.Builder
 	procs := c.ProcsSeen.Load()
-	fmt.Fprintf(&b, "mmiotrace: %s (R %d, W %d, UNKNOWN %d) in %s of %s, lost 0; %d emulated, %d single-stepped",
-		plural(int(r+w+u), "access"), r, w, u, plural(len(stats), "map"), plural(int(procs), "process"), c.Emulated.Load(), c.Stepped.Load())
+	fmt.Fprintf(&b, "mmiotrace: %s (R %d, W %d, UNKNOWN %d) in %s of %s, lost 0; ",
+		plural(int(r+w+u), "access"), r, w, u, plural(len(stats), "map"), plural(int(procs), "process"))
+	if n := c.Patched.Load(); n > 0 {
+		fmt.Fprintf(&b, "%d through optimized probes at %s (%d by their slow path), ", c.Detoured.Load()+c.Slow.Load(), plural(int(n), "site"), c.Slow.Load())
+	}
+	fmt.Fprintf(&b, "%d emulated, %d single-stepped", c.Emulated.Load(), c.Stepped.Load())
 	if n := c.Syscalls.Load(); n > 0 {
 		fmt.Fprintf(&b, "; %s on traced memory served", plural(int(n), "system call"))
 	}

@@ -3,6 +3,7 @@ package optprobe
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
 // rdtsc reads the time stamp counter (clock_amd64.s).
@@ -25,11 +26,11 @@ func TSC() uint64 { return rdtsc() }
 // every few milliseconds while records flow keep the error to the bracket
 // width plus the slew over that interval (a few microseconds at most).
 //
-// A Clock is safe for concurrent use.
+// A Clock is safe for concurrent use; Nanos takes no lock.
 type Clock struct {
 	now     func() int64
-	mu      sync.Mutex
-	anchors []anchor // increasing
+	mu      sync.Mutex               // serialises Anchor
+	anchors atomic.Pointer[[]anchor] // increasing; replaced, never changed
 }
 
 type anchor struct {
@@ -37,14 +38,16 @@ type anchor struct {
 	ns  int64
 }
 
-// maxAnchors bounds the history; older readings use the oldest pair.
-const maxAnchors = 4096
+// maxAnchors bounds the history: the first anchor (the longest baseline,
+// for readings older than the rest) and the latest ones.
+const maxAnchors = 256
 
 // NewClock returns a Clock for the clock now. It takes two anchors a
 // millisecond apart (spinning), so that conversion is accurate from the
 // start.
 func NewClock(now func() int64) *Clock {
 	c := &Clock{now: now}
+	c.anchors.Store(&[]anchor{})
 	c.Anchor()
 	start := now()
 	for now()-start < 1e6 {
@@ -67,38 +70,41 @@ func (c *Clock) Anchor() {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n := len(c.anchors); n > 0 && (a.tsc <= c.anchors[n-1].tsc || a.ns <= c.anchors[n-1].ns) {
+	old := *c.anchors.Load()
+	if n := len(old); n > 0 && (a.tsc <= old[n-1].tsc || a.ns <= old[n-1].ns) {
 		return
 	}
-	if len(c.anchors) == maxAnchors {
-		c.anchors = append(c.anchors[:1], c.anchors[2:]...) // keep the first: the longest baseline
+	next := make([]anchor, 0, len(old)+1)
+	if len(old) == maxAnchors {
+		next = append(append(next, old[0]), old[2:]...)
+	} else {
+		next = append(next, old...)
 	}
-	c.anchors = append(c.anchors, a)
+	next = append(next, a)
+	c.anchors.Store(&next)
 }
 
 // Last returns the counter value of the latest anchor.
 func (c *Clock) Last() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.anchors[len(c.anchors)-1].tsc
+	a := *c.anchors.Load()
+	return a[len(a)-1].tsc
 }
 
 // Nanos converts a counter reading.
 func (c *Clock) Nanos(tsc uint64) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := len(c.anchors)
+	as := *c.anchors.Load()
+	n := len(as)
 	if n == 1 {
-		return c.anchors[0].ns
+		return as[0].ns
 	}
-	i := sort.Search(n, func(i int) bool { return c.anchors[i].tsc > tsc }) // first anchor after tsc
+	i := sort.Search(n, func(i int) bool { return as[i].tsc > tsc }) // first anchor after tsc
 	switch {
 	case i == 0:
 		i = 1
 	case i == n:
 		i = n - 1
 	}
-	a, b := c.anchors[i-1], c.anchors[i]
+	a, b := as[i-1], as[i]
 	slope := float64(b.ns-a.ns) / float64(b.tsc-a.tsc)
 	return a.ns + int64(float64(int64(tsc-a.tsc))*slope)
 }

@@ -42,7 +42,8 @@ func TestClock(t *testing.T) {
 	check("after anchors")
 	// A reading between anchors is interpolated: monotonic in the counter.
 	prev := int64(0)
-	for x := c.anchors[0].tsc; x < c.Last(); x += (c.Last() - c.anchors[0].tsc) / 1000 {
+	first := (*c.anchors.Load())[0].tsc
+	for x := first; x < c.Last(); x += (c.Last() - first) / 1000 {
 		ns := c.Nanos(x)
 		if ns < prev {
 			t.Fatalf("Nanos(%d) = %d < %d", x, ns, prev)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"sort"
 
 	"github.com/mmiotrace/mmiotrace/internal/x86"
 )
@@ -36,51 +37,158 @@ type Target struct {
 	Read, Write bool
 }
 
-// Spec is what a detour is built from.
+// Spec is what a detour is built from: a window, and which of its
+// instructions are probed (each performing its access for its target).
 type Spec struct {
 	Window Window
-	Target Target
-	Ring   uint64 // the ring's address in the program
+	Probes []Probe // in window order
+	Ring   uint64  // the ring's address in the program
+	// RingSlots is the ring's number of slots (a power of two); 0 means
+	// RingSlots.
+	RingSlots int
 }
 
-// Detour is the generated code of one optimized probe and what the tracer
-// needs to know about it.
+// Probe says that instruction Index of the window is probed, for Target.
+type Probe struct {
+	Index  int
+	Target Target
+}
+
+// Detour is the generated code of an optimized probe's window and what
+// the tracer needs to know about it. It holds, in window order, a block
+// for each probed instruction and a relocated copy of each other
+// instruction, then a jump back to the end of the window.
 type Detour struct {
 	At   uint64
 	Code []byte
 	// Exact maps the detour addresses where a thread's registers and stack
-	// are the program's own to the program address they stand for: the
-	// relocated instructions (and the copy of the probed instruction that
-	// runs when the access is not to the target) and the final jump back.
-	// Everywhere else in the detour a thread is in the middle of the
-	// instrumentation and must be stepped out before the tracer moves it.
+	// are the program's own to the program address they stand for: each
+	// block's first instruction, each relocated instruction (and the copy
+	// of a probed instruction that runs when its access is not to its
+	// target), and the final jump back. Anywhere else a thread is in the
+	// middle of a block's instrumentation (PlaceAt).
 	Exact map[uint64]uint64
-	// Slow paths, one per record the access makes.
+	// Entry maps each instruction of the window to where the detour does
+	// it: its block, or its relocated copy.
+	Entry map[uint64]uint64
+	// Blocks are the probed instructions' blocks, in window order.
+	Blocks []Block
+	// Slow paths, one per record of each block.
 	Slow []Slow
-	// Frame is the detour's stack frame, which the slow path reads.
+
+	places []mark // by address: the Place from each on
+}
+
+// Block is the code that performs one probed instruction.
+type Block struct {
+	PC    uint64 // the instruction in the program
+	Start uint64 // the block's first instruction
+	// Next is where a thread continues once the access and its records
+	// are done: after the block.
+	Next  uint64
 	Frame Frame
+}
+
+// mark is where a Place begins.
+type mark struct {
+	addr uint64
+	p    Place
+}
+
+// Phases of a thread in a block's instrumentation (Place.Phase).
+const (
+	// PhaseBefore: the access has not happened. The thread can go back to
+	// Restart, with the program's registers, and do it again. (Also the
+	// middle of a relocated call: it has only stored below RSP.)
+	PhaseBefore = iota + 1
+	// PhaseAccess: in the middle of the access (a load, an operation and
+	// a store) or of saving its values: step to its end.
+	PhaseAccess
+	// PhaseAfter: the access has happened; the records from Records on
+	// are still to be written, then the thread continues at the block's
+	// Next.
+	PhaseAfter
+)
+
+// Where the program's flags are at a place (Place.Flags).
+const (
+	FlagsLive  = iota // in the thread's RFLAGS
+	FlagsEntry        // in the frame at Frame.Flags
+	FlagsAfter        // in the frame at Frame.FlagsAfter
+)
+
+// Place is the state of a thread at an address of a block's
+// instrumentation: enough for the tracer to finish the block's work for
+// it without running it (PhaseBefore: undo; PhaseAfter: write the pending
+// records and move on), which is how a thread is taken out of a detour for
+// a signal, or before the detour goes away.
+type Place struct {
+	Block int // index in Detour.Blocks; -1 in a relocated call
+	Phase int
+	// Restart is where a thread in PhaseBefore goes back to (the block's
+	// start, or a relocated call's).
+	Restart uint64
+	RSP     int64  // the program's RSP is the thread's plus RSP
+	Flags   int    // FlagsLive, FlagsEntry or FlagsAfter
+	Saved   uint16 // registers (bit n: register n) whose program values are in Frame.Saved
+	// Records is how many of the block's records are written (in the ring,
+	// or by the slow path).
+	Records int
+	// Ticket: the ring's ticket for record Records is taken (RAX holds it,
+	// R11 the slot's address) and not committed yet. CAS: the thread is
+	// right after the compare-and-swap that takes it: taken if ZF is set.
+	Ticket, CAS bool
+	TSC         bool // the frame's counter reading is there
+}
+
+// PlaceAt returns the place of addr, a detour address that is not exact
+// (ok false for exact places and addresses outside the detour).
+func (d *Detour) PlaceAt(addr uint64) (Place, bool) {
+	if !d.Contains(addr) {
+		return Place{}, false
+	}
+	if _, exact := d.Exact[addr]; exact {
+		return Place{}, false
+	}
+	i := sort.Search(len(d.places), func(i int) bool { return d.places[i].addr > addr })
+	if i == 0 {
+		return Place{}, false
+	}
+	return d.places[i-1].p, true
 }
 
 // Slow describes one record's slow path: the detour traps with an int3
 // when the ring is full or the thread's identity block is missing, and the
-// tracer writes the record itself from the frame, then resumes the thread
-// at Done.
+// tracer writes the record itself from the frame (the place of the trap
+// says which records are pending).
 type Slow struct {
+	Block int
 	Trap  uint64 // RIP of a thread stopped by the slow path's int3
 	Ident uint64 // the identity load (GS:[0]); a fault there is the slow path too
-	Done  uint64
 	PC    uint64 // the program's instruction
 	Width int
 	Write bool
 	Value int64 // frame offset of the value's bytes
 }
 
-// Frame gives the detour's stack frame, as offsets from the thread's RSP
-// inside the instrumentation.
+// Frame gives a block's stack frame, as offsets from the frame's start
+// (the thread's RSP in the instrumentation, but for the instant a pushfq
+// or a push moves it: Place.RSP says by how much).
 type Frame struct {
-	Size int64 // how far below the program's RSP the frame starts
-	EA   int64 // the access's address (in the traced range)
-	TSC  int64 // the time stamp counter after the access
+	Size       int64 // how far below the program's RSP the frame starts
+	EA         int64 // the access's address (in the traced range)
+	TSC        int64 // the time stamp counter after the access
+	Flags      int64 // the program's RFLAGS at the block's entry
+	FlagsAfter int64 // the program's RFLAGS after the access
+	// Saved are the registers the block saves (which of them hold the
+	// program's values at a place: Place.Saved).
+	Saved []SavedReg
+}
+
+// SavedReg is a register (encoding number) saved in the frame at Off.
+type SavedReg struct {
+	Reg int
+	Off int64
 }
 
 // Contains reports whether addr is in the detour's code.
@@ -99,17 +207,20 @@ func Size(s *Spec) (int, error) {
 	return len(d.Code), nil
 }
 
-// frame offsets (see Build)
+// frame offsets (see layout)
 const (
 	fFlags  = 0
 	fFlags2 = 8
 	fSave   = 16
 )
 
-// builder holds the state of one Build.
+// builder holds the state of one block of a Build.
 type builder struct {
 	s     *Spec
 	a     *asm
+	d     *Detour
+	blk   int // index in d.Blocks
+	t     *Target
 	in    *x86.Inst
 	f     x86.Form
 	pc    uint64
@@ -123,6 +234,25 @@ type builder struct {
 	tid   int64
 	val   [2]int64
 	recs  []rec
+	pl    Place // the place of the next instruction
+}
+
+// mark records that the place from here on is b.pl.
+func (b *builder) mark() {
+	a, d := b.a.addr(), b.d
+	if n := len(d.places); n > 0 && d.places[n-1].addr == a {
+		d.places[n-1].p = b.pl
+		return
+	}
+	d.places = append(d.places, mark{a, b.pl})
+}
+
+// save stores register r into its slot: its program value is there from
+// the next instruction on.
+func (b *builder) save(r int) {
+	b.a.store64(rsp, b.slot(r), r)
+	b.pl.Saved |= 1 << r
+	b.mark()
 }
 
 // rec is one record an access makes.
@@ -138,34 +268,76 @@ func Build(s *Spec, at uint64) (*Detour, error) {
 	if len(w.Insns) == 0 || w.End()-w.Start() < JumpLen {
 		return nil, fmt.Errorf("optprobe: window too short")
 	}
-	i0 := w.Insns[0]
-	f, err := Classify(i0.Inst)
-	if err != nil {
-		return nil, err
+	if len(s.Probes) == 0 || s.Probes[0].Index != 0 {
+		return nil, fmt.Errorf("optprobe: the window's first instruction must be probed")
 	}
-	t := &s.Target
-	if f.Read && !t.Read || f.Write && !t.Write {
-		return nil, fmt.Errorf("%w: %v: the program may not make this access to %#x-%#x", ErrNotOptimizable, i0.Inst, t.Lo, t.Hi)
+	a := newAsm(at)
+	d := &Detour{At: at, Exact: map[uint64]uint64{}, Entry: map[uint64]uint64{}}
+	probes := s.Probes
+	for i, in := range w.Insns {
+		d.Exact[a.addr()] = in.PC
+		d.Entry[in.PC] = a.addr()
+		if len(probes) > 0 && probes[0].Index == i {
+			if err := block(s, a, d, in, &probes[0].Target); err != nil {
+				return nil, err
+			}
+			probes = probes[1:]
+			continue
+		}
+		if i == 0 {
+			return nil, fmt.Errorf("optprobe: the window's first instruction must be probed")
+		}
+		start := a.addr()
+		mids, err := relocate(a, in)
+		if err != nil {
+			return nil, err
+		}
+		// Inside a relocated call: undone by going back to its start.
+		for _, m := range mids {
+			d.places = append(d.places, mark{start + uint64(m.off), Place{Block: -1, Phase: PhaseBefore, Restart: start, RSP: m.rsp}})
+		}
 	}
-	if t.Hi-t.Lo < uint64(f.MemSize) || t.Hi < t.Lo {
-		return nil, fmt.Errorf("optprobe: target %#x-%#x smaller than the access", t.Lo, t.Hi)
+	if len(probes) > 0 {
+		return nil, fmt.Errorf("optprobe: probe of instruction %d outside the window", probes[0].Index)
 	}
-	b := &builder{s: s, a: newAsm(at), in: i0.Inst, f: f, pc: i0.PC}
-	if err := b.regs(); err != nil {
-		return nil, err
-	}
-	b.layout()
-	d := &Detour{At: at, Exact: map[uint64]uint64{}}
-	if err := b.body(d); err != nil {
-		return nil, err
-	}
-	code, err := b.a.finish()
+	d.Exact[a.addr()] = w.End()
+	a.jmpAbs(w.End())
+	code, err := a.finish()
 	if err != nil {
 		return nil, err
 	}
 	d.Code = code
-	d.Frame = Frame{Size: RedZone + b.size, EA: b.ea, TSC: b.tsc}
 	return d, nil
+}
+
+// block emits the block of probed instruction in, for target t.
+func block(s *Spec, a *asm, d *Detour, in Insn, t *Target) error {
+	f, err := Classify(in.Inst)
+	if err != nil {
+		return err
+	}
+	if f.Read && !t.Read || f.Write && !t.Write {
+		return fmt.Errorf("%w: %v: the program may not make this access to %#x-%#x", ErrNotOptimizable, in.Inst, t.Lo, t.Hi)
+	}
+	if t.Hi-t.Lo < uint64(f.MemSize) || t.Hi < t.Lo {
+		return fmt.Errorf("optprobe: target %#x-%#x smaller than the access", t.Lo, t.Hi)
+	}
+	b := &builder{s: s, a: a, d: d, blk: len(d.Blocks), t: t, in: in.Inst, f: f, pc: in.PC}
+	if err := b.regs(); err != nil {
+		return err
+	}
+	b.layout()
+	start := a.addr()
+	if err := b.body(in); err != nil {
+		return err
+	}
+	blk := Block{PC: in.PC, Start: start, Next: a.addr(),
+		Frame: Frame{Size: RedZone + b.size, EA: b.ea, TSC: b.tsc, Flags: fFlags, FlagsAfter: fFlags2}}
+	for _, r := range b.saved {
+		blk.Frame.Saved = append(blk.Frame.Saved, SavedReg{r, int64(b.slot(r))})
+	}
+	d.Blocks = append(d.Blocks, blk)
+	return nil
 }
 
 // regs picks the scratch registers: none the instruction uses, RSP never,
@@ -236,16 +408,26 @@ func (b *builder) slot(r int) int32 { return int32(fSave + 8*slices.Index(b.save
 // drop is how far the detour moves RSP: past the red zone and its frame.
 func (b *builder) drop() int32 { return int32(RedZone + b.size) }
 
-func (b *builder) body(d *Detour) error {
-	a, f, s := b.a, &b.f, b.s
+func (b *builder) body(in Insn) error {
+	a, f := b.a, &b.f
 	fallback, next := a.label(), a.label()
+	start := a.addr()
 
 	// Entry: below the red zone, save the flags and the scratch registers.
+	b.pl = Place{Block: b.blk, Phase: PhaseBefore, Restart: start}
+	b.mark()
 	a.lea(rsp, rsp, -b.drop())
+	b.pl.RSP = int64(b.drop())
+	b.mark()
 	a.pushfq()
+	b.pl.RSP += 8
+	b.mark()
 	a.popMem(rsp, fFlags)
+	b.pl.RSP -= 8
+	b.pl.Flags = FlagsEntry
+	b.mark()
 	for _, r := range []int{b.s1, b.s2, b.s3} {
-		a.store64(rsp, b.slot(r), r)
+		b.save(r)
 	}
 	if err := b.address(); err != nil {
 		return err
@@ -253,7 +435,7 @@ func (b *builder) body(d *Detour) error {
 
 	// Is the access to the target, all of it? Otherwise the program's
 	// own instruction runs (and traps if it touches another armed page).
-	t := &s.Target
+	t := b.t
 	a.movRR(b.s2, b.s1)
 	a.movabs(b.s3, t.Lo)
 	a.alu64(0x29, b.s2, b.s3) // sub
@@ -300,40 +482,49 @@ func (b *builder) body(d *Detour) error {
 	}
 
 	// The access, with the program's flags.
-	a.pushMem(rsp, fFlags)
-	a.popfq()
+	b.restoreFlags(fFlags, FlagsEntry)
 	if err := b.access(md); err != nil {
 		return err
 	}
 	a.pushfq()
+	b.pl.RSP += 8
+	b.mark()
 	a.popMem(rsp, fFlags2)
+	b.pl.RSP -= 8
+	b.pl.Flags = FlagsAfter
+	b.mark()
 	b.stash()
-	b.records(d)
-	a.pushMem(rsp, fFlags2)
-	a.popfq()
+	b.pl.Phase = PhaseAfter
+	b.mark()
+	b.records()
+	b.restoreFlags(fFlags2, FlagsAfter)
 	b.restore()
 	a.jmp(next)
 
 	// Not the target: the program's instruction, on its own address.
 	a.bind(fallback)
-	a.pushMem(rsp, fFlags)
-	a.popfq()
+	b.pl = Place{Block: b.blk, Phase: PhaseBefore, Restart: start, RSP: int64(b.drop()), Flags: FlagsEntry, Saved: 1<<b.s1 | 1<<b.s2 | 1<<b.s3}
+	b.mark()
+	b.restoreFlags(fFlags, FlagsEntry)
 	b.restore()
-	i0 := s.Window.Insns[0]
-	d.Exact[a.addr()] = i0.PC
-	if err := relocate(a, i0); err != nil {
+	b.d.Exact[a.addr()] = in.PC
+	if _, err := relocate(a, in); err != nil {
 		return err
 	}
 	a.bind(next)
-	for _, in := range s.Window.Insns[1:] {
-		d.Exact[a.addr()] = in.PC
-		if err := relocate(a, in); err != nil {
-			return err
-		}
-	}
-	d.Exact[a.addr()] = s.Window.End()
-	a.jmpAbs(s.Window.End())
 	return nil
+}
+
+// restoreFlags loads the program's flags from the frame at off (where, at
+// this place, the program's flags are: where).
+func (b *builder) restoreFlags(off int32, where int) {
+	b.a.pushMem(rsp, off)
+	b.pl.RSP += 8
+	b.mark()
+	b.a.popfq()
+	b.pl.RSP -= 8
+	b.pl.Flags = where // also live now; the frame's copy says the same
+	b.mark()
 }
 
 // restore reloads the scratch registers and gives RSP back.
@@ -342,6 +533,8 @@ func (b *builder) restore() {
 		b.a.load64(r, rsp, b.slot(r))
 	}
 	b.a.lea(rsp, rsp, b.drop())
+	b.pl.RSP, b.pl.Saved, b.pl.Flags = 0, 0, FlagsLive
+	b.mark()
 }
 
 // address computes the access's linear address into s1, as the CPU would
@@ -400,6 +593,18 @@ func (b *builder) access(md int32) error {
 		}
 		return err
 	}
+	// Until its first access has run, the thread can still be sent back
+	// to the probed instruction (PhaseBefore); from then on it is in the
+	// middle of the access.
+	accessed := func() {
+		b.pl.Phase = PhaseAccess
+		b.mark()
+	}
+	defer func() {
+		if b.pl.Phase != PhaseAccess {
+			accessed()
+		}
+	}()
 	switch f.Kind {
 	case x86.KindMovLoad, x86.KindMovbeLoad, x86.KindMovStore, x86.KindMovbeStore, x86.KindMovStoreImm,
 		x86.KindVecLoad, x86.KindVecStore, x86.KindXchg, x86.KindXadd, x86.KindCmpxchg:
@@ -412,6 +617,7 @@ func (b *builder) access(md int32) error {
 		return nil
 	}
 	b.movLoad(int(f.MemSize), b.s2, b.s1, md)
+	accessed()
 	if rmw(f) {
 		a.movRR(b.s3, b.s2)
 	}
@@ -588,27 +794,31 @@ func (b *builder) stashVec(off int64) {
 }
 
 // records writes the access's records into the ring, in order.
-func (b *builder) records(d *Detour) {
+func (b *builder) records() {
 	a := b.a
 	for _, r := range b.saved[3:] {
-		a.store64(rsp, b.slot(r), r)
+		b.save(r)
 	}
 	a.rdtsc()
 	a.shift64(4, rdx, 32)
 	a.alu64(0x09, rax, rdx) // or
 	a.store64(rsp, int32(b.tsc), rax)
-	for _, r := range b.recs {
-		b.record(d, r)
+	b.pl.TSC = true
+	b.mark()
+	for i, r := range b.recs {
+		b.record(i, r)
 	}
 	for _, r := range b.saved[3:] {
 		a.load64(r, rsp, b.slot(r))
 	}
 }
 
-// record writes one record: identity, ticket, fields, commit.
-func (b *builder) record(d *Detour, r rec) {
+// record writes record i: identity, ticket, fields, commit.
+func (b *builder) record(i int, r rec) {
 	a := b.a
 	slow, done, retry, notFree := a.label(), a.label(), a.label(), a.label()
+	b.pl.Records = i
+	b.mark()
 	ident := a.addr()
 	a.loadGS64(rdx, 0)
 	a.movRR(rax, rdx)
@@ -621,8 +831,12 @@ func (b *builder) record(d *Detour, r rec) {
 	a.bind(retry)
 	a.load64(rax, rcx, ringHead)
 	a.movRR32(rdx, rax)
-	a.regOp(false, []byte{0x81}, 4, rdx) // and edx, RingSlots-1
-	a.u32(RingSlots - 1)
+	slots := b.s.RingSlots
+	if slots == 0 {
+		slots = RingSlots
+	}
+	a.regOp(false, []byte{0x81}, 4, rdx) // and edx, slots-1
+	a.u32(uint32(slots - 1))
 	a.shift64(4, rdx, slotShift)
 	a.leaSIB(r11, rcx, rdx, 0, ringHeaderSize)
 	a.load64(rdx, r11, slotSeq)
@@ -630,7 +844,11 @@ func (b *builder) record(d *Detour, r rec) {
 	a.jcc(ccNE, notFree)
 	a.lea(rdx, rax, 1)
 	a.lockCmpxchg(rcx, ringHead, rdx)
+	b.pl.CAS = true
+	b.mark()
 	a.jcc(ccNE, retry)
+	b.pl.CAS, b.pl.Ticket = false, true
+	b.mark()
 
 	a.load64(rdx, rsp, int32(b.tsc))
 	a.store64(r11, slotTSC, rdx)
@@ -651,8 +869,12 @@ func (b *builder) record(d *Detour, r rec) {
 	}
 	a.lea(rdx, rax, 1)
 	a.store64(r11, slotSeq, rdx) // commit
+	b.pl.Ticket, b.pl.Records = false, i+1
+	b.mark()
 	a.jmp(done)
 
+	b.pl.Records = i
+	b.mark()
 	a.bind(notFree)
 	a.jcc(ccS, slow)
 	a.jmp(retry)
@@ -662,6 +884,8 @@ func (b *builder) record(d *Detour, r rec) {
 	trap := a.addr()
 	a.jmp(done)
 	a.bind(done)
-	d.Slow = append(d.Slow, Slow{Trap: trap, Ident: ident, Done: a.addr(), PC: b.pc,
+	b.pl.Records = i + 1
+	b.mark()
+	b.d.Slow = append(b.d.Slow, Slow{Block: b.blk, Trap: trap, Ident: ident, PC: b.pc,
 		Width: r.width, Write: r.write, Value: r.value})
 }

@@ -27,7 +27,7 @@ func FuzzWindow(f *testing.F) {
 			return
 		}
 		spec := &Spec{Window: w, Ring: pc + 1<<20,
-			Target: Target{Lo: pc + 1<<24, Hi: pc + 1<<24 + 0x4000, Alias: pc + 1<<25, Read: true, Write: true}}
+			Probes: []Probe{{0, Target{Lo: pc + 1<<24, Hi: pc + 1<<24 + 0x4000, Alias: pc + 1<<25, Read: true, Write: true}}}}
 		for _, iv := range w.Placements(4) {
 			p, err := w.Patch(iv.Lo)
 			if err != nil {
@@ -60,7 +60,7 @@ func FuzzWindow(f *testing.F) {
 				}
 			}
 			for _, s := range d.Slow {
-				if !starts[s.Trap] || !starts[s.Done] || !starts[s.Ident] || d.Code[s.Trap-1-d.At] != 0xCC {
+				if !starts[s.Trap] || !starts[s.Ident] || d.Code[s.Trap-1-d.At] != 0xCC {
 					t.Fatalf("slow path %+v not on boundaries", s)
 				}
 			}

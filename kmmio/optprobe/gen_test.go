@@ -3,6 +3,8 @@ package optprobe
 import (
 	"encoding/binary"
 	"math/rand/v2"
+
+	"github.com/mmiotrace/mmiotrace/internal/x86"
 )
 
 // A generator of random probed instructions for the differential tests:
@@ -21,7 +23,8 @@ type gen struct {
 type kase struct {
 	name  string
 	code  []byte
-	insn  int // length of the probed instruction
+	insn  int   // length of the probed instruction
+	lens  []int // pair cases: the lengths of both probed instructions
 	width int
 	st    state
 }
@@ -664,6 +667,34 @@ func (g *gen) kase(tm tmpl) kase {
 	code = append(code, 0xFF, 0x25, 0, 0, 0, 0)
 	code = binary.LittleEndian.AppendUint64(code, g.f.Exit)
 	return kase{name: tm.name, code: code, insn: len(insn), width: width, st: g.st}
+}
+
+// pair generates a case of two probed instructions, a of tm1 then one of
+// tm2, with fillers after. The second's register setup may undo the
+// first's: the check compares only what both instructions then do.
+func (g *gen) pair(tm1, tm2 tmpl) kase {
+	i1, _ := tm1.gen(g)
+	i2, _ := tm2.gen(g)
+	{
+		// A RIP-relative second operand was encoded for the site: move
+		// its target by the first instruction's length.
+		if in, err := x86.Decode(i2); err == nil {
+			if off, n, ok := in.PCRel(); ok && n == 4 {
+				d := int32(binary.LittleEndian.Uint32(i2[off:])) - int32(len(i1))
+				binary.LittleEndian.PutUint32(i2[off:], uint32(d))
+			}
+		}
+	}
+	code := append(append([]byte(nil), i1...), i2...)
+	fill, jccs := g.fillers(len(code))
+	code = append(code, fill...)
+	exit := len(code)
+	for _, j := range jccs {
+		code[j] = byte(exit - (j + 1))
+	}
+	code = append(code, 0xFF, 0x25, 0, 0, 0, 0)
+	code = binary.LittleEndian.AppendUint64(code, g.f.Exit)
+	return kase{name: tm1.name + " + " + tm2.name, code: code, insn: len(i1), lens: []int{len(i1), len(i2)}, st: g.st}
 }
 
 // peek reads size bytes of the traced object at ea as a little-endian

@@ -12,13 +12,15 @@ import (
 // recomputed, short branches become rel32 ones to the same targets, and a
 // call (which relocatable allows only at the end of a window) pushes the
 // original return address and jumps, so that the callee returns to the
-// program's code and unwinders see the program's own addresses.
-func relocate(a *asm, in Insn) error {
+// program's code and unwinders see the program's own addresses. It returns
+// the instructions after the first of a copy that takes several (a call),
+// as offsets from its start, with how far each has moved RSP.
+func relocate(a *asm, in Insn) ([]midInsn, error) {
 	raw := in.Inst.Bytes()
 	off, n, ok := in.Inst.PCRel()
 	if !ok {
 		a.bytes(raw...)
-		return nil
+		return nil, nil
 	}
 	var rel int64
 	if n == 1 {
@@ -33,28 +35,41 @@ func relocate(a *asm, in Insn) error {
 		a.bytes(raw...)
 		d, ok := rel32(target, a.addr())
 		if !ok {
-			return fmt.Errorf("optprobe: %v at %#x: operand %#x out of reach of the detour", in.Inst, in.PC, target)
+			return nil, fmt.Errorf("optprobe: %v at %#x: operand %#x out of reach of the detour", in.Inst, in.PC, target)
 		}
 		binary.LittleEndian.PutUint32(a.b[start+off:], uint32(d))
-		return nil
+		return nil, nil
 	}
 	switch op := in.Inst.Op.Op; op {
 	case x86asm.JMP:
 		a.jmpAbs(target)
 	case x86asm.CALL:
 		ret := in.End()
+		start := a.here()
 		a.lea(rsp, rsp, -8) // lea, not sub: the flags are the program's
+		var mids []midInsn
+		mids = append(mids, midInsn{a.here() - start, 8})
 		a.storeImm32(rsp, 0, uint32(ret))
+		mids = append(mids, midInsn{a.here() - start, 8})
 		a.storeImm32(rsp, 4, uint32(ret>>32))
+		mids = append(mids, midInsn{a.here() - start, 8})
 		a.jmpAbs(target)
+		return mids, nil
 	default:
 		cc, ok := jccCond[op]
 		if !ok {
-			return fmt.Errorf("optprobe: %v at %#x: %w", in.Inst, in.PC, ErrNotRelocatable)
+			return nil, fmt.Errorf("optprobe: %v at %#x: %w", in.Inst, in.PC, ErrNotRelocatable)
 		}
 		a.jccAbs(cc, target)
 	}
-	return nil
+	return nil, nil
+}
+
+// midInsn is an instruction inside a relocated copy: its offset from the
+// copy's start, and how far below the program's RSP the copy has moved RSP.
+type midInsn struct {
+	off int
+	rsp int64
 }
 
 // jccCond maps conditional jumps to their condition nibble.

@@ -13,15 +13,15 @@ import (
 // tracer. It is a bounded multi-producer queue in the manner of Vyukov's:
 //
 //	header   (one page)  head at 0: the next ticket to hand out (producers)
-//	slots    (RingSlots × SlotSize)
+//	slots    (a power of two of them, SlotSize bytes each)
 //
 // Each slot starts with a sequence word. Slot i is free for ticket t (t mod
-// RingSlots == i) when its sequence is t; a producer takes ticket t by
+// slots == i) when its sequence is t; a producer takes ticket t by
 // compare-and-swap of head from t to t+1 after seeing it free, fills the
 // slot, and commits it by storing t+1 into the sequence (x86 keeps stores
 // in order, so the record is complete when the sequence says so). The
 // tracer consumes ticket t when the sequence is t+1 and frees the slot for
-// the next lap by storing t+RingSlots. A producer that finds its slot still
+// the next lap by storing t+slots. A producer that finds its slot still
 // holding the previous lap's record finds the ring full: it does not wait
 // there but traps to the tracer (the detour's slow path), which drains the
 // ring and writes that record itself.
@@ -29,11 +29,12 @@ import (
 // A thread's tickets are taken in its program order, so the tracer, reading
 // tickets in order, sees every thread's records in program order.
 const (
+	// RingSlots is the default number of slots, a power of two.
 	RingSlots      = 1 << 15
 	SlotSize       = 128
 	slotShift      = 7
 	ringHeaderSize = 4096
-	// RingSize is the size of the ring mapping.
+	// RingSize is the size of a ring of RingSlots slots.
 	RingSize = ringHeaderSize + RingSlots*SlotSize
 
 	ringHead = 0
@@ -74,18 +75,25 @@ var ErrCorrupt = errors.New("optprobe: corrupt ring slot")
 // are not safe for concurrent use; the tracer serialises them.
 type Ring struct {
 	mem  []byte
+	n    uint64 // slots
 	tail uint64 // the next ticket to consume
+	e    Entry  // the entry passed to callbacks, reused
 }
 
-// NewRing initialises the ring in mem (RingSize bytes, shared with the
-// program, which must not run a detour yet) and returns its reader.
+// RingBytes returns the size of a ring of slots slots.
+func RingBytes(slots int) int { return ringHeaderSize + slots*SlotSize }
+
+// NewRing initialises the ring in mem (RingBytes of a power of two slots,
+// shared with the program, which must not run a detour yet) and returns
+// its reader.
 func NewRing(mem []byte) (*Ring, error) {
-	if len(mem) < RingSize {
-		return nil, fmt.Errorf("optprobe: ring of %d bytes, want %d", len(mem), RingSize)
+	n := (len(mem) - ringHeaderSize) / SlotSize
+	if n < 2 || n&(n-1) != 0 || len(mem) != RingBytes(n) {
+		return nil, fmt.Errorf("optprobe: ring of %d bytes is not a power of two slots", len(mem))
 	}
-	r := &Ring{mem: mem}
+	r := &Ring{mem: mem, n: uint64(n)}
 	atomic.StoreUint64(r.word(ringHead), 0)
-	for i := uint64(0); i < RingSlots; i++ {
+	for i := uint64(0); i < r.n; i++ {
 		atomic.StoreUint64(r.word(r.slot(i)+slotSeq), i)
 	}
 	return r, nil
@@ -93,7 +101,10 @@ func NewRing(mem []byte) (*Ring, error) {
 
 func (r *Ring) word(off uint64) *uint64 { return (*uint64)(unsafe.Pointer(&r.mem[off])) }
 
-func (r *Ring) slot(t uint64) uint64 { return ringHeaderSize + (t%RingSlots)<<slotShift }
+func (r *Ring) slot(t uint64) uint64 { return ringHeaderSize + (t&(r.n-1))<<slotShift }
+
+// Slots returns the number of slots.
+func (r *Ring) Slots() int { return int(r.n) }
 
 // Pending returns how many tickets were handed out and not yet consumed.
 func (r *Ring) Pending() uint64 { return atomic.LoadUint64(r.word(ringHead)) - r.tail }
@@ -103,19 +114,19 @@ func (r *Ring) committed(t uint64) bool {
 	return atomic.LoadUint64(r.word(r.slot(t)+slotSeq)) == t+1
 }
 
-// read decodes ticket t's committed record.
-func (r *Ring) read(t uint64) (Entry, bool, error) {
+// read decodes ticket t's committed record into r.e. Callbacks get &r.e:
+// a pointer to a reused Entry, valid until they return.
+func (r *Ring) read(t uint64) (*Entry, bool, error) {
 	s := r.mem[r.slot(t) : r.slot(t)+SlotSize]
 	info := binary.LittleEndian.Uint32(s[slotInfo:])
-	e := Entry{
-		Ticket: t,
-		TSC:    binary.LittleEndian.Uint64(s[slotTSC:]),
-		TID:    int32(binary.LittleEndian.Uint32(s[slotTID:])),
-		Width:  int(info & 0xFF),
-		Write:  info&InfoWrite != 0,
-		PC:     binary.LittleEndian.Uint64(s[slotPC:]),
-		Addr:   binary.LittleEndian.Uint64(s[slotAddr:]),
-	}
+	e := &r.e
+	e.Ticket = t
+	e.TSC = binary.LittleEndian.Uint64(s[slotTSC:])
+	e.TID = int32(binary.LittleEndian.Uint32(s[slotTID:]))
+	e.Width = int(info & 0xFF)
+	e.Write = info&InfoWrite != 0
+	e.PC = binary.LittleEndian.Uint64(s[slotPC:])
+	e.Addr = binary.LittleEndian.Uint64(s[slotAddr:])
 	if info&slotTaken != 0 {
 		return e, true, nil
 	}
@@ -130,12 +141,12 @@ func (r *Ring) read(t uint64) (Entry, bool, error) {
 
 // release frees ticket t's slot for the next lap.
 func (r *Ring) release(t uint64) {
-	atomic.StoreUint64(r.word(r.slot(t)+slotSeq), t+RingSlots)
+	atomic.StoreUint64(r.word(r.slot(t)+slotSeq), t+r.n)
 }
 
 // Drain consumes the committed records in ticket order, up to the first
 // ticket that is handed out but not committed yet (its thread is writing
-// it), and calls fn for each. It stops at fn's first error, with that
+// it), and calls fn for each (with an Entry that fn must not keep). It stops at fn's first error, with that
 // record consumed. A corrupt slot is consumed and reported as ErrCorrupt
 // after the records before it.
 func (r *Ring) Drain(fn func(*Entry) error) error {
@@ -147,7 +158,7 @@ func (r *Ring) Drain(fn func(*Entry) error) error {
 			continue
 		}
 		if err == nil {
-			err = fn(&e)
+			err = fn(e)
 		}
 		if err != nil {
 			r.tail++
@@ -180,13 +191,25 @@ func (r *Ring) TakeThread(tid int32, fn func(*Entry) error) error {
 		info := r.word(r.slot(t) + slotTID) // TID and info share this word
 		atomic.StoreUint64(info, atomic.LoadUint64(info)|slotTaken<<32)
 		if err == nil {
-			err = fn(&e)
+			err = fn(e)
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Void commits ticket t, taken by a thread the tracer moved out of a
+// detour before it wrote the record (the tracer writes it itself), as a
+// record already consumed, so that the tickets after it are not held up.
+func (r *Ring) Void(t uint64) {
+	if t < r.tail || t >= atomic.LoadUint64(r.word(ringHead)) {
+		return
+	}
+	info := r.word(r.slot(t) + slotTID)
+	atomic.StoreUint64(info, atomic.LoadUint64(info)|slotTaken<<32)
+	atomic.StoreUint64(r.word(r.slot(t)+slotSeq), t+1)
 }
 
 // Abandon consumes every record that was committed, skipping tickets that
@@ -208,7 +231,7 @@ func (r *Ring) Abandon(fn func(*Entry) error) error {
 			continue
 		}
 		if err == nil {
-			err = fn(&e)
+			err = fn(e)
 		}
 		if err != nil && first == nil {
 			first = err

@@ -23,7 +23,7 @@ func TestSlowPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := &Spec{Window: w, Ring: f.Ring,
-		Target: Target{Lo: f.Traced, Hi: f.Traced + f.TracedSize, Alias: f.AliasNear, Read: true, Write: true}}
+		Probes: []Probe{{0, Target{Lo: f.Traced, Hi: f.Traced + f.TracedSize, Alias: f.AliasNear, Read: true, Write: true}}}}
 	size, err := Size(spec)
 	if err != nil {
 		t.Fatal(err)

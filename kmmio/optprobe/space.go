@@ -35,6 +35,9 @@ type span struct{ lo, hi uint64 }
 // regionSize is how much a new region maps when the gap allows.
 const regionSize = 64 << 10
 
+// maxMapTries bounds the mappings Alloc attempts.
+const maxMapTries = 8
+
 const pageSize = 4096
 
 // ErrNoSpace reports that no placement of a detour was possible.
@@ -65,6 +68,7 @@ func (s *Space) Alloc(cands []Interval, size int) (uint64, []byte, error) {
 		}
 	}
 	gaps := s.m.Gaps()
+	failed := 0
 	for _, c := range cands {
 		for _, g := range gaps {
 			base, rsize, ok := place(c, g, n)
@@ -73,7 +77,12 @@ func (s *Space) Alloc(cands []Interval, size int) (uint64, []byte, error) {
 			}
 			view, err := s.m.MapCode(base, int(rsize))
 			if err != nil {
-				continue // raced with a mapping Gaps did not show; try on
+				// Raced with a mapping Gaps did not show: try on, a few
+				// times (each try costs the program a system call).
+				if failed++; failed == maxMapTries {
+					return 0, nil, fmt.Errorf("%w: %v", ErrNoSpace, err)
+				}
+				continue
 			}
 			r := &region{addr: base, view: view}
 			s.regions = append(s.regions, r)

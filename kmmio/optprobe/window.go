@@ -59,9 +59,19 @@ var ErrNotRelocatable = errors.New("instruction cannot be relocated")
 // program's bytes from pc on; at least JumpLen-1 plus 15 of them, fewer at
 // the end of a mapping).
 func PlanWindow(pc uint64, code []byte) (Window, error) {
+	return PlanWindowTo(pc, code, pc+JumpLen)
+}
+
+// PlanWindowTo is PlanWindow for a window that reaches end at least (to
+// take in the window of another site, or another probed instruction).
+func PlanWindowTo(pc uint64, code []byte, end uint64) (Window, error) {
 	var w Window
 	off := 0
-	for off < JumpLen {
+	need := int(max(end-pc, JumpLen))
+	if end < pc || need > len(code) {
+		return w, fmt.Errorf("window at %#x: end %#x out of the code read", pc, end)
+	}
+	for off < need {
 		if off >= len(code) {
 			return w, fmt.Errorf("window at %#x: code ends after %d bytes", pc, off)
 		}
@@ -74,7 +84,7 @@ func PlanWindow(pc uint64, code []byte) (Window, error) {
 			// shorter instruction.
 			return w, fmt.Errorf("window at %#x: code ends in the instruction at %#x", pc, pc+uint64(off))
 		}
-		last := off+in.Len >= JumpLen
+		last := off+in.Len >= need
 		if len(w.Insns) > 0 {
 			if err := relocatable(in, last); err != nil {
 				return w, fmt.Errorf("window at %#x: %v at %#x: %w", pc, in, pc+uint64(off), err)

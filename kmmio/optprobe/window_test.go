@@ -169,7 +169,7 @@ func TestRelocate(t *testing.T) {
 				t.Fatal(err)
 			}
 			a := newAsm(to)
-			if err := relocate(a, w.Insns[0]); err != nil {
+			if _, err := relocate(a, w.Insns[0]); err != nil {
 				t.Fatal(err)
 			}
 			out, err := a.finish()
