@@ -28,7 +28,7 @@ type optSummary struct {
 	detoured, sites, slow int
 }
 
-var optLine = regexp.MustCompile(`(\d+) through optimized probes at (\d+) sites \((\d+) by their slow path\)`)
+var optLine = regexp.MustCompile(`(\d+) through optimized probes at (\d+) sites? \((\d+) by their slow path\)`)
 
 func parseOpt(t *testing.T, stderr string) optSummary {
 	t.Helper()
@@ -175,11 +175,46 @@ func TestOptMunmap(t *testing.T) {
 
 // TestOptFork: a fork child inherits the patched code, the injected
 // mappings and the GS base; the tracer takes them out of it before it runs
-// (the child checks, and runs the loop untraced). The parent goes on
-// patched.
+// (the child checks, and runs the loop). The parent goes on patched. A
+// followed child (the default) is traced exactly, with optimized probes of
+// its own; with --no-follow it runs untraced.
 func TestOptFork(t *testing.T) {
-	flog, recs, res := runOpt(t, "fork", nil, "300")
-	checkExact(t, flog, recs, res)
+	const n = 300
+	for _, follow := range []bool{true, false} {
+		name, flags := "follow", []string(nil)
+		if !follow {
+			name, flags = "no-follow", []string{"--no-follow"}
+		}
+		t.Run(name, func(t *testing.T) {
+			flog, recs, res := runOpt(t, "fork", flags, strconv.Itoa(n))
+			checkExact(t, flog, recs, res)
+			parent := map[int]bool{}
+			for tid := range fixtureLog(t, flog) {
+				parent[tid] = true
+			}
+			var child []string
+			for _, r := range recs {
+				if r.Kind.IsAccess() && !parent[r.TID] {
+					child = append(child, fmt.Sprintf("%v %#x %d", r.Kind, r.Phys, r.Uint64()))
+				}
+			}
+			if !follow {
+				if len(child) != 0 {
+					t.Fatalf("%d accesses of the untraced child logged, first %s", len(child), child[0])
+				}
+				return
+			}
+			if len(child) != 2*n {
+				t.Fatalf("%d accesses of the child logged, want %d", len(child), 2*n)
+			}
+			for i := 0; i < n; i++ {
+				w, r := fmt.Sprintf("W 0x80 %d", i), fmt.Sprintf("R 0x90 %d", i)
+				if child[2*i] != w || child[2*i+1] != r {
+					t.Fatalf("child's round %d: %s, %s; want %s, %s", i, child[2*i], child[2*i+1], w, r)
+				}
+			}
+		})
+	}
 }
 
 // TestOptSignals: SIGALRM every 100 µs while the program runs patched
