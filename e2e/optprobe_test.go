@@ -194,7 +194,7 @@ func TestOptFork(t *testing.T) {
 			}
 			var child []string
 			for _, r := range recs {
-				if r.Kind.IsAccess() && !parent[r.TID] {
+				if r.Kind.IsAccess() && !parent[int(r.TID)] {
 					child = append(child, fmt.Sprintf("%v %#x %d", r.Kind, r.Phys, r.Uint64()))
 				}
 			}
@@ -208,7 +208,7 @@ func TestOptFork(t *testing.T) {
 				t.Fatalf("%d accesses of the child logged, want %d", len(child), 2*n)
 			}
 			for i := 0; i < n; i++ {
-				w, r := fmt.Sprintf("W 0x80 %d", i), fmt.Sprintf("R 0x90 %d", i)
+				w, r := fmt.Sprintf("W 0xa0 %d", i), fmt.Sprintf("R 0xa0 %d", i) // hot_store and hot_load on bar+0x80
 				if child[2*i] != w || child[2*i+1] != r {
 					t.Fatalf("child's round %d: %s, %s; want %s, %s", i, child[2*i], child[2*i+1], w, r)
 				}
