@@ -163,6 +163,9 @@ func (t *Tracer) failure() error {
 	if err := t.aborted(); err != nil {
 		return err
 	}
+	if t.outErr == nil && t.drain != nil {
+		return t.drain.failed()
+	}
 	return t.outErr
 }
 

@@ -36,7 +36,7 @@ type drainer struct {
 	rings  []*procRing
 	last   map[int32]int64          // per thread: time of its latest record
 	counts map[*MapStats]*[2]uint64 // reads, writes through detours, per map
-	err    error                    // the first Append error
+	err    error                    // the first Append error, or of a ring
 	warned bool                     // a corrupt ring was reported
 	rec    trace.Record             // the record being emitted, reused
 	closed bool
@@ -177,7 +177,7 @@ func (d *drainer) void(pr *procRing, ticket uint64) {
 	d.mu.Unlock()
 }
 
-// fail keeps the first Append error; a corrupt slot (the program wrote
+// fail keeps the first error of a ring; a corrupt slot (the program wrote
 // over its ring) is warned about once and otherwise ignored.
 func (d *drainer) fail(err error) error {
 	switch {
@@ -197,7 +197,16 @@ func (d *drainer) fail(err error) error {
 }
 
 // emit turns a ring entry into an R or W record. Called with d.mu held.
+//
+// A log that refuses a record is not an error of the drain: as for the
+// loop's records (Tracer.emit), the first error is kept, later records are
+// dropped, and the loop ends the session as a tracer failure (failure).
+// Returning it would leave the loop's caller with a stop taken from wait4
+// and never resumed, which a detach then waits for forever.
 func (d *drainer) emit(pr *procRing, e *optprobe.Entry) error {
+	if d.err != nil {
+		return nil
+	}
 	var tg *target
 	if ts := pr.targets.Load(); ts != nil {
 		for i := range *ts {
@@ -231,9 +240,17 @@ func (d *drainer) emit(pr *procRing, e *optprobe.Entry) error {
 	d.stampLocked(r)
 	r.Kind = trace.AccessKind(r.Kind.IsWrite(), int(r.Width))
 	if err := d.t.cfg.Out.Append(r); err != nil {
-		return fmt.Errorf("write log: %w", err)
+		d.err = err
 	}
 	return nil
+}
+
+// failed returns the log's first error met by the drain, or nil. Safe from
+// any goroutine.
+func (d *drainer) failed() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
 }
 
 // stamp makes a record of the loop's (a trapped access) keep its thread's
