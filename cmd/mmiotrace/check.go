@@ -102,6 +102,11 @@ func printCheck(w io.Writer, results []feature.Result) {
 	} else {
 		use("record, shared mappings:", "alias of the mapped file opened by path (same device and inode), else not traced")
 	}
+	if supported["invariant TSC"] {
+		use("record, hot instructions:", "optimized probes (patched to a detour, no trap)")
+	} else {
+		use("record, hot instructions:", "a trap per access (no invariant TSC to time-stamp detours)")
+	}
 	if supported["seccomp RET_TRACE"] {
 		use("record, spawned program:", "stops only at mapping calls (seccomp)")
 	} else {

@@ -126,7 +126,7 @@ func All() []Feature {
 		{"perf breakpoints", "watch --backend perf", "--backend perf is refused", PerfBreakpoints},
 		{"/proc/PID/map_files", "record: alias mappings of the traced object", "the mapped file opened by path (same device and inode)", MapFiles},
 		{"AVX-512", "emulating 64-byte vector accesses", "such accesses are single-stepped", AVX512},
-		{"invariant TSC", "time-stamps from code in the traced program", "none needed", InvariantTSC},
+		{"invariant TSC", "record: optimized probes time-stamp their records in the program", "every access traps, as with --no-optimize", InvariantTSC},
 	}
 }
 
