@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,6 +218,38 @@ func TestOptFork(t *testing.T) {
 	}
 }
 
+// TestOptExec: a hot loop, patched, then exec of the same program, which
+// runs the loop again: the new image has none of the old one's patches or
+// mappings (the tracer forgets them, and must not restore them into the new
+// image), and gets patched in turn. Both images' accesses are exact, in one
+// thread (exec keeps the tid).
+func TestOptExec(t *testing.T) {
+	const n = 2000
+	bin := testenv.BuildC(t, "testdata/opt.c", "-pthread")
+	dir := t.TempDir()
+	shm := shmName(t)
+	flog, tlog := filepath.Join(dir, "fixture.log"), filepath.Join(dir, "trace.log")
+	res := mmiotrace(t, "record", "--map", shm, "-o", tlog, "--", bin, "exec", flog, shm, strconv.Itoa(n))
+	if res.code != 0 {
+		t.Fatalf("mmiotrace exit %d\nstderr:\n%s", res.code, res.stderr)
+	}
+	want := fixtureLog(t, flog)
+	for tid, acc := range fixtureLog(t, flog+".2") {
+		want[tid] = append(want[tid], acc...)
+	}
+	if len(want) != 1 {
+		t.Fatalf("fixture logs name %d threads, want the one that execs", len(want))
+	}
+	got, maps, _ := tracedPath(t, readLog(t, tlog), shm)
+	if len(maps) < 2 {
+		t.Errorf("%d maps in the trace, want one per image", len(maps))
+	}
+	compareThreads(t, want, got)
+	if s := parseOpt(t, res.stderr); s.sites < 2 || s.detoured < n {
+		t.Errorf("summary %+v: want sites patched in each image and most accesses through them\nstderr:\n%s", s, res.stderr)
+	}
+}
+
 // TestOptSignals: SIGALRM every 100 µs while the program runs patched
 // loads and stores; the handler makes an access of its own. Signals that
 // arrive in a detour are delivered once the thread is out of it (its
@@ -295,10 +328,17 @@ func TestOptGoPreemption(t *testing.T) {
 }
 
 // TestOptDetach: threads run patched loops without pause; mmiotrace,
-// attached, detaches on SIGINT: the program then finds its code as it was,
-// none of the tracer's mappings, a zero GS base and its mapping's own
-// protection (it checks, and prints "ok").
+// attached, ends the session: on SIGINT (a detach), or because its log's
+// reader went away (a tracer failure, which detaches too). The program
+// then finds its code as it was, none of the tracer's mappings, a zero GS
+// base and its mapping's own protection (it checks, and prints "ok").
 func TestOptDetach(t *testing.T) {
+	for _, how := range []string{"sigint", "log-fails"} {
+		t.Run(how, func(t *testing.T) { optDetach(t, how) })
+	}
+}
+
+func optDetach(t *testing.T, how string) {
 	bin := testenv.BuildC(t, "testdata/opt.c", "-pthread")
 	shm := shmName(t)
 	dir := t.TempDir()
@@ -318,28 +358,70 @@ func TestOptDetach(t *testing.T) {
 		t.Fatalf("program: %v", err)
 	}
 	pid := strings.TrimSpace(line)
-	tlog := filepath.Join(dir, "trace.log")
-	s := startSession(t, "record", "-q", "--map", shm, "-o", tlog, "-p", pid)
-	waitFor(t, "optimized probes", func() bool {
+	patched := func() bool {
 		b, _ := os.ReadFile("/proc/" + pid + "/maps")
 		return strings.Contains(string(b), "mmiotrace-ring")
-	})
-	waitFor(t, "accesses in the log", func() bool {
-		b, _ := os.ReadFile(tlog)
-		return strings.Count(string(b), "\nW ") > 1000
-	})
-	s.cmd.Process.Signal(syscall.SIGINT)
+	}
+	tlog := filepath.Join(dir, "trace.log")
+	var s *session
+	switch how {
+	case "sigint":
+		s = startSession(t, "record", "-q", "--map", shm, "-o", tlog, "-p", pid)
+		waitFor(t, "optimized probes", patched)
+		waitFor(t, "accesses in the log", func() bool {
+			// The log's head only: it grows by hundreds of MB a second,
+			// faster than a whole read of it (which then never ends).
+			f, err := os.Open(tlog)
+			if err != nil {
+				return false
+			}
+			defer f.Close()
+			b := make([]byte, 1<<20)
+			n, _ := io.ReadFull(f, b)
+			return strings.Count(string(b[:n]), "\nW ") > 1000
+		})
+		s.cmd.Process.Signal(syscall.SIGINT)
+	case "log-fails":
+		s = &session{cmd: exec.Command(testenv.BuildCLI(t), "record", "-q", "--map", shm, "-o", "-", "-p", pid), done: make(chan error, 1)}
+		s.cmd.Stderr = &s.stderr
+		logr, err := s.cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { s.done <- s.cmd.Wait() }()
+		t.Cleanup(func() { s.cmd.Process.Kill(); <-s.done; s.done <- nil })
+		sc := bufio.NewScanner(logr)
+		writes := 0
+		for writes <= 1000 && sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "W ") {
+				writes++
+			}
+		}
+		if !patched() {
+			t.Fatalf("no optimized probes after %d stores logged\nstderr:\n%s", writes, s.stderr.String())
+		}
+		logr.Close() // the reader goes away
+	}
 	select {
-	case <-s.done:
-		s.done <- nil
+	case err := <-s.done:
+		s.done <- err // for wait
 	case <-time.After(20 * time.Second):
 		// Say where it is stuck: Go prints every goroutine on SIGQUIT.
 		s.cmd.Process.Signal(syscall.SIGQUIT)
 		time.Sleep(2 * time.Second)
 		t.Fatalf("mmiotrace did not detach in 20 s\nstderr:\n%s", s.stderr.String())
 	}
-	if code := s.wait(t); code != 0 {
+	code := s.wait(t)
+	switch {
+	case how == "sigint" && code != 0:
 		t.Fatalf("mmiotrace exit %d after SIGINT\nstderr:\n%s", code, s.stderr.String())
+	case how == "log-fails" && code != 1:
+		t.Fatalf("mmiotrace exit %d when its log's reader left, want 1\nstderr:\n%s", code, s.stderr.String())
+	case how == "log-fails" && strings.Count(strings.TrimSpace(s.stderr.String()), "\n") != 0:
+		t.Errorf("want one line on stderr, got:\n%s", s.stderr.String())
 	}
 	n, _ := strconv.Atoi(pid)
 	syscall.Kill(n, syscall.SIGUSR1)
@@ -359,9 +441,26 @@ func TestOptDetach(t *testing.T) {
 	if err := prog.Wait(); err != nil {
 		t.Errorf("program: %v", err)
 	}
-	recs := readLog(t, tlog)
+	if how != "sigint" {
+		return
+	}
+	// Streamed: the log can have tens of millions of lines, every one of
+	// which must parse.
+	f, err := os.Open(tlog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd2 := trace.NewReader(f)
 	n = 0
-	for _, r := range recs {
+	for {
+		r, err := rd2.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("log line %d: %v", n, err)
+		}
 		if r.Kind.IsAccess() {
 			n++
 		}

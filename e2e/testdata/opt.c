@@ -27,6 +27,10 @@
 //	           instruction after the probed one): guards redirect it.
 //	munmap     a hot loop over one file, munmap, a second file mapped at
 //	           the same address, the same loop.
+//	exec       a hot loop, then exec of this program in mode "again"
+//	           (same SHM, log LOG.2, the same N), which runs the loop again
+//	           in the new image: the tracer must forget the old image's
+//	           patches and mappings without touching the new one.
 //	detach     (attach mode) two threads in a hot loop; on SIGUSR1 they
 //	           stop and the program checks that the tracer left nothing:
 //	           code, mappings, GS base, the mapping's protection.
@@ -260,6 +264,32 @@ static int mode_fork(int n)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }
 
+// ---- exec -------------------------------------------------------------
+
+static int mode_exec(int n, char **argv)
+{
+	struct tlog l = {0};
+	loop(&l, 0x80, n, 1);
+	flushlog(&l);
+	fclose(logf);
+	char log2[4096];
+	snprintf(log2, sizeof log2, "%s.2", argv[2]);
+	char nb[32];
+	snprintf(nb, sizeof nb, "%d", n);
+	char *args[] = {argv[0], "again", log2, argv[3], nb, NULL};
+	execv("/proc/self/exe", args);
+	fail("exec");
+	return 1;
+}
+
+static int mode_again(int n)
+{
+	struct tlog l = {0};
+	loop(&l, 0x80, n, 2);
+	flushlog(&l);
+	return 0;
+}
+
 // ---- jit --------------------------------------------------------------
 
 typedef uint32_t (*loadfn)(volatile void *);
@@ -422,6 +452,10 @@ int main(int argc, char **argv)
 		rc = mode_guard(n);
 	else if (!strcmp(mode, "munmap"))
 		rc = mode_munmap(n, argv[5]);
+	else if (!strcmp(mode, "exec"))
+		rc = mode_exec(n, argv);
+	else if (!strcmp(mode, "again"))
+		rc = mode_again(n);
 	else if (!strcmp(mode, "detach"))
 		rc = mode_detach();
 	fclose(logf);
