@@ -21,6 +21,10 @@ MAPFILE:
 
   12191.619246   17798 W 4 #1 0x4 CTRL <= 0x5 {EN | MODE=FAST} @main+0x5e
 
+System calls on traced memory (SYS lines) are printed with the call, the
+direction and the registers of the range it touched; processes (PROC
+lines) with their parent and the program they run.
+
 MAPFILE is mmiotrace's register-map format, CMSIS-SVD XML, or a C header of
 #define REG 0xOFFSET lines (docs/REGMAP.md); the format is told from the
 contents. It applies to every map of the log that is not a watch, or to

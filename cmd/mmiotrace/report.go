@@ -18,7 +18,10 @@ and per register, how often it was read and written, how many distinct
 values it held, its first and last value, and the instructions that
 accessed it most, as function+offset and file:line where the program's
 binary (found from the log's CODE lines, and checked by its build id) has
-debug information; per thread; per watch; tracepoint rates.
+debug information; per thread; per watch; tracepoint rates. A log of a
+process tree (PROC lines) also gets a section per process, and each map
+the system calls that reached its memory (SYS lines), by call and
+direction.
 
 With -o, also write one self-contained HTML page (no network needed) with
 charts: an offset x time heat map per map, the value of the busiest
