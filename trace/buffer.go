@@ -39,7 +39,7 @@ type Buffer struct {
 	// released: Append no longer waits for space (Release).
 	released bool
 	onError  func(error)
-	perm    []int32 // the writer's scratch for sorting
+	perm     []int32 // the writer's scratch for sorting
 }
 
 // BufferOption configures a Buffer.
