@@ -275,10 +275,19 @@ func (t *Tracer) probed(addr uint64, b []byte, write bool) {
 // logHit is the Post handler of the tracer's probes: one R or W record.
 func (t *Tracer) logHit(h *kmmio.Hit) {
 	tm := h.Probe.Data.(*tmap)
-	r := trace.Record{Kind: trace.KindRead, Width: uint8(h.Width), TID: int32(h.TID), MapID: tm.id,
-		Time: trace.Now(), Phys: tm.physOf(h.Addr), PC: h.PC}
-	copy(r.Value[:], h.Value)
-	if h.Write {
+	if err := t.logAccess(tm, h.TID, h.PC, h.Addr, h.Write, h.Value, trace.Now()); err != nil && t.err == nil {
+		t.err = err
+	}
+}
+
+// logAccess writes the R or W record of an access of thread tid at pc to
+// addr in traced piece tm, and counts it: the one place both paths (a
+// trap, a detour's slow path) make an access's record.
+func (t *Tracer) logAccess(tm *tmap, tid int, pc, addr uint64, write bool, value []byte, now int64) error {
+	r := trace.Record{Kind: trace.KindRead, Width: uint8(len(value)), TID: int32(tid), MapID: tm.id,
+		Time: now, Phys: tm.physOf(addr), PC: pc}
+	copy(r.Value[:], value)
+	if write {
 		r.Kind = trace.KindWrite
 		t.Counts.Writes.Add(1)
 		tm.stats.Writes++
@@ -286,9 +295,7 @@ func (t *Tracer) logHit(h *kmmio.Hit) {
 		t.Counts.Reads.Add(1)
 		tm.stats.Reads++
 	}
-	if err := t.emit(&r); err != nil && t.err == nil {
-		t.err = err
-	}
+	return t.emit(&r)
 }
 
 // physOf is the bus address of a traced virtual address.

@@ -1063,19 +1063,7 @@ func (t *Tracer) optRecord(th *thread, s *site, sl *optprobe.Slow, frame, ea, ts
 	if err := t.mem.ReadAt(val[:sl.Width], frame+uint64(sl.Value)); err != nil {
 		return err
 	}
-	tm := s.probes[sl.PC]
-	r := trace.Record{Kind: trace.KindRead, Width: uint8(sl.Width), TID: int32(th.tid), MapID: tm.id,
-		Time: t.drain.clock.Nanos(tsc), Phys: tm.physOf(ea), PC: sl.PC}
-	copy(r.Value[:], val[:sl.Width])
-	if sl.Write {
-		r.Kind = trace.KindWrite
-		t.Counts.Writes.Add(1)
-		tm.stats.Writes++
-	} else {
-		t.Counts.Reads.Add(1)
-		tm.stats.Reads++
-	}
-	return t.emit(&r)
+	return t.logAccess(s.probes[sl.PC], th.tid, sl.PC, ea, sl.Write, val[:sl.Width], t.drain.clock.Nanos(tsc))
 }
 
 // optSignal prepares a thread stopped for a signal of the program's to
