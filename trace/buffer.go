@@ -63,6 +63,9 @@ func OnError(fn func(error)) BufferOption { return func(b *Buffer) { b.onError =
 // written, when the tracer is not producing enough to fill a batch.
 const FlushInterval = 50 * time.Millisecond
 
+// initialBatch is the capacity a Buffer's batches start with.
+const initialBatch = 256
+
 // NewBuffer starts a writer goroutine draining into sink. flush, if not nil,
 // is called after each drained batch that leaves the buffer empty (to flush a
 // bufio.Writer). limit is the number of records that may be pending before
@@ -72,7 +75,10 @@ func NewBuffer(sink Sink, flush func() error, limit int, opts ...BufferOption) *
 		limit = 1 << 16
 	}
 	b := &Buffer{
-		pending: make([]Record, 0, limit),
+		// Grown to limit when a batch needs more: a session that logs
+		// little does not carry (and have the collector scan) two full
+		// batches of records.
+		pending: make([]Record, 0, min(limit, initialBatch)),
 		limit:   limit,
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -101,6 +107,11 @@ func (b *Buffer) Append(r *Record) error {
 		err := b.err
 		b.mu.Unlock()
 		return err
+	}
+	if len(b.pending) == cap(b.pending) {
+		// Straight to the full size: growing by append's steps would copy
+		// a busy session's records many times.
+		b.pending = append(make([]Record, 0, b.limit), b.pending...)
 	}
 	b.pending = append(b.pending, *r)
 	if len(b.pending) == b.limit/2 || r.Kind == KindMark {
@@ -161,7 +172,7 @@ func (b *Buffer) Close() error {
 
 func (b *Buffer) run() {
 	defer close(b.stopped)
-	spare := make([]Record, 0, b.limit)
+	spare := make([]Record, 0, min(b.limit, initialBatch))
 	tick := time.NewTicker(FlushInterval)
 	defer tick.Stop()
 	for {
