@@ -22,7 +22,7 @@
 # Per-access and whole-run figures are the best (minimum) of R runs: on a
 # shared VM the neighbours only ever add time. Prints markdown tables.
 #
-#   bash bench/record/run.sh          # from a clean clone, about 4 minutes
+#   bash bench/record/run.sh          # from a clean clone, 5-6 minutes here
 #   N=50000 R=7 bash bench/record/run.sh
 #
 # Needs: Go (/usr/local/go/bin), gcc, and the Debian packages sqlite3,
