@@ -9,6 +9,12 @@
  *                   mprotect per access)
  *   ptrace N        a raw ptrace stop/resume round trip: a child executes
  *                   int3 N times, the parent resumes it each time
+ *   threads T N FILE [SPIN]  T threads each make N loads through the
+ *                   mapping at once, with SPIN iterations of arithmetic on
+ *                   registers (untraced work) after each load (for
+ *                   pinning: do the threads keep their own CPUs?); prints
+ *                   "threads <wall ns> <ns per access>", wall time from
+ *                   the first thread's start to the last one's end
  *   sys KIND N FILE [traced]  N system calls, with FILE mapped shared (to
  *                   trace): KIND getppid (no memory), pread (64 bytes of
  *                   /dev/zero into a stack buffer: memory, not traced) or
@@ -21,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,6 +68,31 @@ static uint32_t loads(volatile uint32_t *p, long n) {
 
 static void *page;
 
+struct worker {
+	volatile uint32_t *p;
+	long n, spin;
+	uint32_t sum;
+};
+
+static void *work(void *a) {
+	struct worker *w = a;
+	if (!w->spin) {
+		w->sum = loads(w->p, w->n);
+		return NULL;
+	}
+	uint32_t s = 0;
+	for (long i = 0; i < w->n; i++) {
+		uint32_t x = w->p[i & 63];
+		for (long j = 0; j < w->spin; j++) {
+			x = x * 1103515245u + 12345u;
+			__asm__ volatile("" : "+r"(x)); /* keep the work */
+		}
+		s += x;
+	}
+	w->sum = s;
+	return NULL;
+}
+
 static void on_segv(int sig, siginfo_t *si, void *uc) {
 	(void)sig; (void)si;
 	mprotect(page, 4096, PROT_READ | PROT_WRITE);
@@ -74,7 +106,7 @@ static void on_trap(int sig, siginfo_t *si, void *uc) {
 }
 
 int main(int argc, char **argv) {
-	if (argc < 3) { fprintf(stderr, "usage: loop|kernel N FILE | ptrace N\n"); return 2; }
+	if (argc < 3) { fprintf(stderr, "usage: loop|kernel N FILE | ptrace N | threads T N FILE [SPIN] | sys KIND N FILE [traced]\n"); return 2; }
 	long n = atol(argv[2]);
 	if (!strcmp(argv[1], "loop") || !strcmp(argv[1], "kernel")) {
 		volatile uint32_t *p = map_file(argv[3]);
@@ -92,6 +124,28 @@ int main(int argc, char **argv) {
 		uint32_t s = loads(p, n);
 		double t1 = now();
 		printf("%s %.1f\n", argv[1], (t1 - t0) / n);
+		return s == 12345678 ? 3 : 0;
+	}
+	if (!strcmp(argv[1], "threads") && argc >= 5) {
+		int t = atoi(argv[2]);
+		n = atol(argv[3]);
+		long spin = argc > 5 ? atol(argv[5]) : 0;
+		volatile uint32_t *p = map_file(argv[4]);
+		if (t < 1 || t > 64) return 2;
+		struct worker w[64];
+		pthread_t th[64];
+		double t0 = now();
+		for (int i = 0; i < t; i++) {
+			w[i] = (struct worker){.p = p, .n = n, .spin = spin};
+			pthread_create(&th[i], NULL, work, &w[i]);
+		}
+		uint32_t s = 0;
+		for (int i = 0; i < t; i++) {
+			pthread_join(th[i], NULL);
+			s += w[i].sum;
+		}
+		double t1 = now();
+		printf("threads %.0f %.1f\n", t1 - t0, (t1 - t0) / ((double)t * n));
 		return s == 12345678 ? 3 : 0;
 	}
 	if (!strcmp(argv[1], "sys") && argc >= 5) {
