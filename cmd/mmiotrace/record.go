@@ -72,7 +72,7 @@ func runRecord(args []string) int {
 	noFollow := fs.Bool("no-follow", false, "trace the program alone, not the processes it creates")
 	noOpt := fs.Bool("no-optimize", false, "never patch instructions: every access traps (see docs/RECORD.md, Optimized probes)")
 	optAfter := fs.Int("optimize-after", 1, "patch an instruction after it trapped `N` times")
-	ringSlots := fs.Int("ring-slots", 0, "records the ring of optimized probes holds, a power of two (default 32768)")
+	ringSlots := fs.Int("ring-slots", 0, "records the ring of optimized probes holds, a power of two (default 8192)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}

@@ -40,7 +40,7 @@ func openOutput(cmd, name string) (*logOutput, error) {
 	// One timeline: tracepoint and perf records, polled from other
 	// goroutines, are merged into each batch by time. A log that fails
 	// ends the session at once, not at the program's next record.
-	o.buf = trace.NewBuffer(sink, sink.Flush, 1<<15, trace.SortByTime(), trace.OnError(func(err error) {
+	o.buf = trace.NewBuffer(sink, sink.Flush, 1<<13, trace.SortByTime(), trace.OnError(func(err error) {
 		if tr := o.tr.Load(); tr != nil {
 			tr.Abort(err)
 		}

@@ -30,7 +30,7 @@ import (
 // tickets in order, sees every thread's records in program order.
 const (
 	// RingSlots is the default number of slots, a power of two.
-	RingSlots      = 1 << 15
+	RingSlots      = 1 << 13
 	SlotSize       = 128
 	slotShift      = 7
 	ringHeaderSize = 4096
