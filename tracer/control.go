@@ -429,6 +429,17 @@ func (t *Tracer) quiesce() (map[int]int, error) {
 				}
 			}
 		}
+		// A stop kept for a thread unknown when it came (a new thread's
+		// first stop, taken by collect before its creator's clone event,
+		// which this round may have handled): if the thread is known now,
+		// it is stopped with its report taken, so it is queued and held,
+		// or the next round would interrupt it and wait forever.
+		for _, s := range rest {
+			if th := t.threads[s.tid]; th != nil {
+				th.queued = true
+				th.held = th.held || s.ws.Stopped()
+			}
+		}
 		t.queue = append(rest, t.queue...)
 	}
 	// A thread that faulted on an armed page, or hit one of our int3s,

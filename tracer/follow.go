@@ -180,12 +180,28 @@ func (t *Tracer) adoptChild(th *thread, tid, ev int) error {
 
 // takeEarly queues the first stop of tracee tid if it came before its
 // creator's event.
+//
+// The first stop may also be in the queue already: a wait for other
+// threads (collect) queues every report it does not wait for, a new
+// thread's among them, before its creator's event is handled. The thread
+// is then stopped with its report taken: it counts as queued and held, or
+// a later stopOthers would interrupt it and wait for a report that never
+// comes (a detach after a failure hung so, 1 run in 50).
 func (t *Tracer) takeEarly(tid int) {
 	if ws, ok := t.early[tid]; ok {
 		delete(t.early, tid)
-		t.queue = append(t.queue, stop{tid, ws})
-		if th := t.threads[tid]; th != nil {
+		t.queueStop(tid, ws)
+		return
+	}
+	th := t.threads[tid]
+	if th == nil {
+		return
+	}
+	for _, s := range t.queue {
+		if s.tid == tid {
 			th.queued = true
+			th.held = th.held || s.ws.Stopped()
+			return
 		}
 	}
 }

@@ -522,13 +522,7 @@ func (t *Tracer) adopt(tid, ev int) {
 	default:
 		t.foreign[tid] = true
 	}
-	if ws, ok := t.early[tid]; ok {
-		delete(t.early, tid)
-		t.queue = append(t.queue, stop{tid, ws})
-		if th := t.threads[tid]; th != nil {
-			th.queued = true
-		}
-	}
+	t.takeEarly(tid)
 }
 
 // restoreForked gives a forked child back the code under the parent's
