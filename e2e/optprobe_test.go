@@ -98,7 +98,7 @@ func TestOptChurn(t *testing.T) {
 	}
 }
 
-// TestOptRingFull: a ring of 64 records for eight threads: detours find it
+// TestOptRingFull: a ring of 4 records for eight threads: detours find it
 // full all the time and take their slow path (a trap; the tracer drains and
 // writes the record): still exact, per thread.
 func TestOptRingFull(t *testing.T) {
@@ -107,7 +107,7 @@ func TestOptRingFull(t *testing.T) {
 	dir := t.TempDir()
 	shm := shmName(t)
 	flog, tlog := filepath.Join(dir, "fixture.log"), filepath.Join(dir, "trace.log")
-	res := mmiotrace(t, "record", "--ring-slots", "64", "--map", shm, "-o", tlog, "--", bin, flog, shm, strconv.Itoa(threads), strconv.Itoa(accesses))
+	res := mmiotrace(t, "record", "--ring-slots", "4", "--map", shm, "-o", tlog, "--", bin, flog, shm, strconv.Itoa(threads), strconv.Itoa(accesses))
 	if res.code != 0 {
 		t.Fatalf("mmiotrace exit %d\nstderr:\n%s", res.code, res.stderr)
 	}

@@ -74,10 +74,11 @@
 // every width (register, immediate, moffs forms, movzx, movsx, movsxd,
 // movnti, movbe); cmov, setcc and imul with a memory source; the ALU
 // read-modify-write and compare group, shifts and rotates, and bt*, when
-// not locked; xchg, xadd and cmpxchg, locked or not (run natively on the
-// alias, so they stay atomic); SSE, AVX and AVX-512 moves without an
-// opmask. Not handled: string instructions, masked AVX-512 moves, FS or GS
-// segment overrides, and instructions whose register operand is RSP.
+// not locked; SSE, AVX and AVX-512 moves without an opmask. Not handled:
+// xchg, xadd and cmpxchg (their records were not exact when other threads
+// changed the word at once; the trap path emulates them exactly with a
+// real locked instruction), string instructions, masked AVX-512 moves, FS
+// or GS segment overrides, and instructions whose register operand is RSP.
 //
 // # Invariants (kept by the tracer, tracer/optimize.go)
 //
