@@ -47,11 +47,11 @@ func Classify(in *x86.Inst) (x86.Form, error) {
 	case x86.KindMovs, x86.KindStos, x86.KindLods:
 		return no("string instruction")
 	case x86.KindXchg, x86.KindXadd, x86.KindCmpxchg:
-		// Their records were not exact when other threads changed the
-		// same word at once (an xadd's R record carried the value after
-		// the others' xadds: e2e TestOptRingFull, 3 runs in 100 under
-		// load). The trap path emulates them with a real locked
-		// instruction on the alias and records what it returned.
+		// With them in detours, eight threads hammering a locked xadd
+		// under load lost the program to a SIGTRAP (2 runs in 77 of
+		// e2e TestOptRingFull) and logged wrong records; not found yet.
+		// The trap path emulates them with a real locked instruction on
+		// the alias and records what it returned.
 		return no("exchange with memory (xchg, xadd, cmpxchg): kept on the trap path")
 	case x86.KindALUStore, x86.KindUnary, x86.KindBT:
 		if f.Lock {
