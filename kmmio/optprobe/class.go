@@ -28,10 +28,10 @@ var ErrNotOptimizable = errors.New("instruction not optimizable")
 //     path);
 //   - SSE, AVX and AVX-512 moves without an opmask.
 //
-// Not handled: xchg, xadd and cmpxchg (exact under concurrency only on the
-// trap path, for now), string instructions, masked AVX-512 moves, operands with an
-// FS or GS segment override (the detour cannot read the segment base
-// without FSGSBASE), and any instruction whose register operand is RSP.
+// Not handled: xchg, xadd and cmpxchg (kept on the trap path, see below),
+// string instructions, masked AVX-512 moves, operands with an FS or GS
+// segment override (the detour cannot read the segment base without
+// FSGSBASE), and any instruction whose register operand is RSP.
 func Classify(in *x86.Inst) (x86.Form, error) {
 	f, ok := in.Form()
 	if !ok {
