@@ -123,6 +123,9 @@ func (t *Tracer) loop() error {
 				th.queued, th.held = false, false
 			}
 		} else {
+			if t.passthrough && t.pruneGone() {
+				continue
+			}
 			tid, ws, err := ptrace.WaitAny(false)
 			if errors.Is(err, syscall.ECHILD) {
 				return nil
@@ -148,6 +151,31 @@ func (t *Tracer) loop() error {
 		}
 	}
 	return nil
+}
+
+// pruneGone forgets tracees that no longer exist, and reports whether it
+// forgot any. In passthrough mode (untrace.go) the loop waits until every
+// tracee is gone, and wait4 also waits for the waker, which never exits
+// on its own: a tracee whose end was reported where the loop did not see it
+// (a thread or child process known only from a report queued while the
+// session was ending) kept a spawned session waiting for good after its
+// program had exited (once in about 60 closed-pipe runs under load).
+func (t *Tracer) pruneGone() bool {
+	gone := false
+	for tid, th := range t.threads {
+		if unix.Tgkill(th.pid, tid, 0) == unix.ESRCH {
+			delete(t.threads, tid)
+			gone = true
+		}
+	}
+	for tid := range t.foreign {
+		if unix.Kill(tid, 0) == unix.ESRCH {
+			delete(t.foreign, tid)
+			delete(t.vforked, tid)
+			gone = true
+		}
+	}
+	return gone
 }
 
 // takeReady queues every other report that is ready, so that the loop
