@@ -92,6 +92,27 @@ func runBounded(t *testing.T, cmd *exec.Cmd) int {
 	return cmd.ProcessState.ExitCode()
 }
 
+// startLogPipe starts mmiotrace with args (which write the log to stdout,
+// -o -) and env added to its environment, and returns the command, its
+// stderr and the read end of its log, which a test closes to play a reader
+// that goes away (head, less). The command is killed at the test's end.
+func startLogPipe(t *testing.T, env []string, args ...string) (*exec.Cmd, *bytes.Buffer, io.ReadCloser) {
+	t.Helper()
+	cmd := exec.Command(testenv.BuildCLI(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, stderr, out
+}
+
 // failing runs mmiotrace with args, which must fail: exit 1 with one line
 // that contains msg.
 func failing(t *testing.T, msg string, args ...string) {
@@ -113,16 +134,7 @@ func failing(t *testing.T, msg string, args ...string) {
 func TestClosedPipeSpawned(t *testing.T) {
 	shm := shmName(t)
 	argv, result := busy(t, shm)
-	cmd := exec.Command(testenv.BuildCLI(t), append([]string{"record", "-q", "-o", "-", "--map", shm, "--"}, argv...)...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr, out := startLogPipe(t, nil, append([]string{"record", "-q", "-o", "-", "--map", shm, "--"}, argv...)...)
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "VERSION ") {
 		t.Fatalf("first line %q: %v", line, err)
@@ -141,16 +153,7 @@ func TestClosedPipeAttached(t *testing.T) {
 	shm := shmName(t)
 	w := startWorker(t, "shm", shm, "3")
 	w.waitRounds(10)
-	cmd := exec.Command(testenv.BuildCLI(t), "record", "-q", "-o", "-", "--map", shm, "-p", strconv.Itoa(w.pid))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr, out := startLogPipe(t, nil, "record", "-q", "-o", "-", "--map", shm, "-p", strconv.Itoa(w.pid))
 	r := bufio.NewReader(out)
 	for i := 0; i < 10; i++ { // into the accesses
 		if _, err := r.ReadString('\n'); err != nil {
@@ -181,17 +184,7 @@ func TestPipeIsLive(t *testing.T) {
 	shm := shmName(t)
 	w := startWorker(t, "shm", shm, "0")
 	dir := t.TempDir()
-	cmd := exec.Command(testenv.BuildCLI(t), "record", "-q", "-o", "-", "--map", shm, "-p", strconv.Itoa(w.pid))
-	cmd.Env = append(os.Environ(), "MMIOTRACE_RUNTIME_DIR="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stderr, out := startLogPipe(t, []string{"MMIOTRACE_RUNTIME_DIR=" + dir}, "record", "-q", "-o", "-", "--map", shm, "-p", strconv.Itoa(w.pid))
 	defer func() {
 		cmd.Process.Signal(syscall.SIGINT)
 		io.Copy(io.Discard, out)

@@ -379,10 +379,9 @@ func optDetach(t *testing.T, how string) {
 		return strings.Contains(string(b), "mmiotrace-ring")
 	}
 	tlog := filepath.Join(dir, "trace.log")
-	var s *session
 	switch how {
 	case "sigint":
-		s = startSession(t, "record", "-q", "--map", shm, "-o", tlog, "-p", pid)
+		s := startSession(t, "record", "-q", "--map", shm, "-o", tlog, "-p", pid)
 		waitFor(t, "optimized probes", patched)
 		waitFor(t, "accesses in the log", func() bool {
 			// The log's head only: it grows by hundreds of MB a second,
@@ -397,18 +396,20 @@ func optDetach(t *testing.T, how string) {
 			return strings.Count(string(b[:n]), "\nW ") > 1000
 		})
 		s.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case err := <-s.done:
+			s.done <- err // for wait
+		case <-time.After(20 * time.Second):
+			// Say where it is stuck: Go prints every goroutine on SIGQUIT.
+			s.cmd.Process.Signal(syscall.SIGQUIT)
+			time.Sleep(2 * time.Second)
+			t.Fatalf("mmiotrace did not detach in 20 s\nstderr:\n%s", s.stderr.String())
+		}
+		if code := s.wait(t); code != 0 {
+			t.Fatalf("mmiotrace exit %d after SIGINT\nstderr:\n%s", code, s.stderr.String())
+		}
 	case "log-fails":
-		s = &session{cmd: exec.Command(testenv.BuildCLI(t), "record", "-q", "--map", shm, "-o", "-", "-p", pid), done: make(chan error, 1)}
-		s.cmd.Stderr = &s.stderr
-		logr, err := s.cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		go func() { s.done <- s.cmd.Wait() }()
-		t.Cleanup(func() { s.cmd.Process.Kill(); <-s.done; s.done <- nil })
+		cmd, stderr, logr := startLogPipe(t, nil, "record", "-q", "--map", shm, "-o", "-", "-p", pid)
 		sc := bufio.NewScanner(logr)
 		writes := 0
 		for writes <= 1000 && sc.Scan() {
@@ -417,27 +418,13 @@ func optDetach(t *testing.T, how string) {
 			}
 		}
 		if !patched() {
-			t.Fatalf("no optimized probes after %d stores logged\nstderr:\n%s", writes, s.stderr.String())
+			t.Fatalf("no optimized probes after %d stores logged\nstderr:\n%s", writes, stderr.String())
 		}
 		logr.Close() // the reader goes away
-	}
-	select {
-	case err := <-s.done:
-		s.done <- err // for wait
-	case <-time.After(20 * time.Second):
-		// Say where it is stuck: Go prints every goroutine on SIGQUIT.
-		s.cmd.Process.Signal(syscall.SIGQUIT)
-		time.Sleep(2 * time.Second)
-		t.Fatalf("mmiotrace did not detach in 20 s\nstderr:\n%s", s.stderr.String())
-	}
-	code := s.wait(t)
-	switch {
-	case how == "sigint" && code != 0:
-		t.Fatalf("mmiotrace exit %d after SIGINT\nstderr:\n%s", code, s.stderr.String())
-	case how == "log-fails" && code != 1:
-		t.Fatalf("mmiotrace exit %d when its log's reader left, want 1\nstderr:\n%s", code, s.stderr.String())
-	case how == "log-fails" && strings.Count(strings.TrimSpace(s.stderr.String()), "\n") != 0:
-		t.Errorf("want one line on stderr, got:\n%s", s.stderr.String())
+		if code := runBounded(t, cmd); code != 1 {
+			t.Fatalf("mmiotrace exit %d when its log's reader left, want 1\nstderr:\n%s", code, stderr.String())
+		}
+		singleLine(t, stderr.String(), "broken pipe")
 	}
 	n, _ := strconv.Atoi(pid)
 	syscall.Kill(n, syscall.SIGUSR1)
