@@ -18,7 +18,8 @@
 // does.
 //
 // The child is a program of a few instructions that this package writes
-// itself (probeELF), so the probes need no compiler, no file on disk and
-// no other executable. The package depends on golang.org/x/sys alone, so
-// that every other package, and every test helper, may use it.
+// itself (with package minielf), so the probes need no compiler, no file on
+// disk and no other executable. The package depends on golang.org/x/sys and
+// minielf alone, so that every other package, and every test helper, may
+// use it.
 package feature

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sys/cpu"
 	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/internal/minielf"
 )
 
 // child is the probe program started under PTRACE_TRACEME, stopped at its
@@ -49,8 +51,9 @@ func startChild() (*child, error) {
 		}
 		pid, err = syscall.ForkExec(path, []string{"mmiotrace-probe"}, attr)
 		release()
-		// EACCES from a memfd: vm.memfd_noexec forbids executing one.
-		if !errors.Is(err, syscall.EACCES) {
+		// EACCES from a memfd: vm.memfd_noexec forbids executing one;
+		// ETXTBSY: an older kernel refused it (see minielf.Write).
+		if !minielf.Refused(err) {
 			break
 		}
 	}
