@@ -15,25 +15,18 @@ import (
 )
 
 // RunHelper runs the helper process mmiotrace re-executes itself as (the
-// seccomp shim or the waker), when args (os.Args) ask for one. main must call
-// it first, from a goroutine locked to the main thread (see
-// ptrace.RunShim), and exit with the code it returns when handled.
+// waker), when args (os.Args) ask for one. main must call it first, and
+// exit with the code it returns when handled.
 func RunHelper(args []string) (code int, handled bool) {
-	if len(args) < 2 {
+	if len(args) < 2 || args[1] != WakerArg {
 		return 0, false
 	}
-	switch args[1] {
-	case ptrace.ShimArg:
-		return ptrace.RunShim(args[2:]), true
-	case WakerArg:
-		return runWaker(), true
-	}
-	return 0, false
+	return runWaker(), true
 }
 
 // spawn starts the command under the seccomp shim and prepares its image.
 func (t *Tracer) spawn() error {
-	s, err := ptrace.Spawn(t.cfg.Self, t.cfg.Argv, t.cfg.Stdio, t.cfg.Env, sysfilter.Base(sysfilter.BaseOptions{Brk: len(t.cfg.Select.Ranges) > 0}))
+	s, err := ptrace.Spawn(t.cfg.Argv, t.cfg.Stdio, t.cfg.Env, sysfilter.Base(sysfilter.BaseOptions{Brk: len(t.cfg.Select.Ranges) > 0}))
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ type Config struct {
 	Argv []string
 	PID  int
 	// Self is the path of the mmiotrace executable, which RunHelper must
-	// handle, for the seccomp shim of a spawned program and the waker.
+	// handle, for the waker.
 	Self string
 	// Env is the spawned program's environment; nil means the tracer's.
 	Env []string
@@ -360,16 +360,20 @@ func (t *Tracer) Run(ctx context.Context) (Result, error) {
 	defer runtime.UnlockOSThread()
 
 	defer quietStops()()
+	// The waker starts before the pinning: it inherits this thread's CPU
+	// affinity, and its start (a Go runtime's, 10 ms or more on hosts
+	// with slow page faults) must not take the CPU the tracer and the
+	// program are about to share.
+	if err := t.startWaker(); err != nil {
+		return Result{}, err
+	}
+	defer t.stopWaker()
 	if !t.cfg.NoPin {
 		t.cpu, t.pinned = pinSelf()
 	}
 	if t.watch != nil && t.watch.plan.note != "" {
 		t.info(t.watch.plan.note)
 	}
-	if err := t.startWaker(); err != nil {
-		return Result{}, err
-	}
-	defer t.stopWaker()
 	if len(t.cfg.Argv) > 0 {
 		if err := t.spawn(); err != nil {
 			return Result{}, err

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"runtime"
 	"strings"
 	"syscall"
 
@@ -28,14 +27,6 @@ const (
 	exitError = 1 // the tracer failed: see the message
 	exitUsage = 2 // bad command line
 )
-
-func init() {
-	// The seccomp shim must install its filter and exec on the thread the
-	// tracer seized: the main thread, which init runs on.
-	if len(os.Args) > 1 && os.Args[1][0] == '_' {
-		runtime.LockOSThread()
-	}
-}
 
 type command struct {
 	name, summary string

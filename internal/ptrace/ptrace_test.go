@@ -16,35 +16,17 @@ import (
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
 )
 
-func init() {
-	// The seccomp shim, when Spawn re-executes this test binary as one.
-	if len(os.Args) > 1 && os.Args[1] == ShimArg {
-		runtime.LockOSThread()
-	}
-}
-
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == ShimArg {
-		os.Exit(RunShim(os.Args[2:]))
-	}
-	os.Exit(m.Run())
-}
-
 // startSleeper spawns the fixture through the seccomp shim and returns it
 // stopped at its exec, with the address of its mapped page once it ran.
 func startSleeper(t *testing.T) (*Spawned, uint64, *bufio.Reader) {
 	t.Helper()
 	bin := testenv.BuildC(t, "testdata/sleeper.c")
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.Close() })
-	s, err := Spawn(self, []string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil, nil)
+	s, err := Spawn([]string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil, nil)
 	w.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -219,8 +201,7 @@ func TestInjectInsideBlockingSyscall(t *testing.T) {
 func TestSpawnCommandNotFound(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	self, _ := os.Executable()
-	_, err := Spawn(self, []string{"/nonexistent/prog"}, [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, nil, nil)
+	_, err := Spawn([]string{"/nonexistent/prog"}, [3]*os.File{os.Stdin, os.Stdout, os.Stderr}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/prog") {
 		t.Errorf("Spawn of a missing command: %v", err)
 	}
@@ -246,13 +227,12 @@ func TestInjectAtSeccompStop(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	bin := testenv.BuildC(t, "testdata/sleeper.c")
-	self, _ := os.Executable()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	s, err := Spawn(self, []string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil, nil)
+	s, err := Spawn([]string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil, nil)
 	w.Close()
 	if err != nil {
 		t.Fatal(err)

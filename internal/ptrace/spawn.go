@@ -3,10 +3,13 @@ package ptrace
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mmiotrace/mmiotrace/internal/minielf"
 )
 
 // Spawned is a program started under ptrace, stopped at the
@@ -16,21 +19,20 @@ type Spawned struct {
 	Proc *os.Process
 }
 
-// Spawn starts argv under ptrace through the seccomp shim (self is the path
-// of the mmiotrace executable, which runs RunShim when given ShimArg), so that
-// only the calls filter picks out stop the tracee (TracedSyscalls when filter
-// is nil). It returns with the program stopped at
-// its exec event. The calling goroutine must be locked to its OS thread and
-// make every later ptrace request. env is the program's environment (nil:
-// the tracer's).
+// Spawn starts argv under ptrace through the seccomp shim (see shim.go),
+// so that only the calls filter picks out stop the tracee (TracedSyscalls
+// when filter is nil). It returns with the program stopped at its exec
+// event. The calling goroutine must be locked to its OS thread and make
+// every later ptrace request. env is the program's environment (nil: the
+// tracer's).
 //
-// The shim installs the filter, then waits on a pipe until the tracer has
-// seized it, so that the exec is always seen. Seizing (rather than
-// PTRACE_TRACEME) makes PTRACE_INTERRUPT work on every thread. The tracee is
-// killed if the tracer dies (PTRACE_O_EXITKILL): a seccomp filter that
-// returns SECCOMP_RET_TRACE without a tracer would fail the program's mmap
-// calls with ENOSYS.
-func Spawn(self string, argv []string, stdio [3]*os.File, env []string, filter []unix.SockFilter) (*Spawned, error) {
+// The shim waits on a pipe until the tracer has seized it, so that the exec
+// is always seen, and only then installs the filter and executes the
+// command. Seizing (rather than PTRACE_TRACEME) makes PTRACE_INTERRUPT work
+// on every thread. The tracee is killed if the tracer dies
+// (PTRACE_O_EXITKILL): a seccomp filter that returns SECCOMP_RET_TRACE
+// without a tracer would fail the program's mmap calls with ENOSYS.
+func Spawn(argv []string, stdio [3]*os.File, env []string, filter []unix.SockFilter) (*Spawned, error) {
 	if filter == nil {
 		filter = traceFilter(TracedSyscalls)
 	}
@@ -38,81 +40,118 @@ func Spawn(self string, argv []string, stdio [3]*os.File, env []string, filter [
 	if err != nil {
 		return nil, fmt.Errorf("command %q: %w", argv[0], unwrapExec(err))
 	}
+	img, err := shimImageBytes(filter)
+	if err != nil {
+		return nil, fmt.Errorf("spawn: %w", err)
+	}
+	// The shim runs from a memfd where the host allows it, else from a
+	// temporary file (vm.memfd_noexec): see minielf.Refused.
+	s, refused, err := startShim(img, true, path, argv, stdio, env)
+	if refused {
+		s, _, err = startShim(img, false, path, argv, stdio, env)
+	}
+	return s, err
+}
+
+// startShim starts the shim image img with its descriptors (see shim.go),
+// seizes it, opens its gate and waits for the exec of path. refused says
+// that the shim itself could not be executed from where it was written
+// (minielf.Refused), so that the other place may be tried.
+func startShim(img []byte, inMemory bool, path string, argv []string, stdio [3]*os.File, env []string) (s *Spawned, refused bool, err error) {
+	exe, err := minielf.Write(img, "mmiotrace-shim", inMemory)
+	if err != nil {
+		return nil, false, fmt.Errorf("spawn: %w", err)
+	}
+	defer exe.Close()
+	shimPath := exe.Path
+	if exe.InMemory() {
+		// The image's fd number in this process may be one that the
+		// child's descriptor set-up reuses: name it by the number the
+		// child gets it as.
+		shimPath = fmt.Sprintf("/proc/self/fd/%d", shimImage)
+	}
 	gateR, gateW, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("spawn: %w", err)
+		return nil, false, fmt.Errorf("spawn: %w", err)
 	}
 	defer gateW.Close()
-	readyR, readyW, err := os.Pipe()
+	reportR, reportW, err := os.Pipe()
 	if err != nil {
 		gateR.Close()
-		return nil, fmt.Errorf("spawn: %w", err)
+		return nil, false, fmt.Errorf("spawn: %w", err)
 	}
-	defer readyR.Close()
-	attr := &os.ProcAttr{Files: []*os.File{stdio[0], stdio[1], stdio[2], gateR, readyW}, Env: env}
-	proc, err := os.StartProcess(self, append([]string{self, ShimArg, EncodeFilter(filter), path}, argv...), attr)
+	defer reportR.Close()
+	files := []*os.File{stdio[0], stdio[1], stdio[2], gateR, reportW, exe.File()}
+	attr := &os.ProcAttr{Files: files, Env: env}
+	proc, err := os.StartProcess(shimPath, append([]string{"mmiotrace-shim", path}, argv...), attr)
 	gateR.Close()
-	readyW.Close()
+	reportW.Close()
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+		return nil, inMemory && minielf.Refused(err), fmt.Errorf("start %s: %w", argv[0], unwrapPathError(err))
 	}
-	s := &Spawned{PID: proc.Pid, Proc: proc}
+	s = &Spawned{PID: proc.Pid, Proc: proc}
 	// Seize only once the shim runs: StartProcess returns as soon as the
 	// child's exec of the shim has closed its close-on-exec files, which is
 	// before that exec completes, and seizing then would report the shim's
 	// own exec as the program's.
 	var b [1]byte
-	if n, _ := readyR.Read(b[:]); n != 1 {
+	if n, _ := reportR.Read(b[:]); n != 1 {
 		proc.Kill()
 		proc.Wait()
-		return nil, fmt.Errorf("start %s: the seccomp shim did not start", argv[0])
+		return nil, false, fmt.Errorf("start %s: the seccomp shim did not start", argv[0])
 	}
-	// The shim is a Go program with threads of its own: following its
-	// clones would leave them stopped and deadlock it. The full options
-	// are set at the exec event, when only the program's thread is left.
-	if err := Seize(s.PID, OptionsSpawn&^(unix.PTRACE_O_TRACECLONE|unix.PTRACE_O_TRACEFORK|unix.PTRACE_O_TRACEVFORK)); err != nil {
+	if err := Seize(s.PID, OptionsSpawn); err != nil {
 		proc.Kill()
 		proc.Wait()
-		return nil, err
+		return nil, false, err
 	}
 	if _, err := gateW.Write([]byte{1}); err != nil {
 		proc.Kill()
-		return nil, fmt.Errorf("spawn: release shim: %w", err)
+		return nil, false, fmt.Errorf("spawn: release shim: %w", err)
 	}
 	for {
 		_, ws, err := Wait(s.PID, false)
 		if err != nil {
 			proc.Kill()
-			return nil, err
+			return nil, false, err
 		}
 		switch {
 		case ws.Exited():
-			if ws.ExitStatus() == 127 {
-				return nil, fmt.Errorf("command %q could not be executed", argv[0])
+			if ws.ExitStatus() == shimExit {
+				// The report, if any, is in the pipe, whose writer
+				// has exited: this read does not block.
+				report, _ := io.ReadAll(reportR)
+				return nil, false, shimError(report, path)
 			}
-			return nil, fmt.Errorf("%s exited before exec (status %d)", argv[0], ws.ExitStatus())
+			return nil, false, fmt.Errorf("%s exited before exec (status %d)", argv[0], ws.ExitStatus())
 		case ws.Signaled():
-			return nil, fmt.Errorf("%s killed before exec by %v", argv[0], ws.Signal())
+			return nil, false, fmt.Errorf("%s killed before exec by %v", argv[0], ws.Signal())
 		case Event(ws) == unix.PTRACE_EVENT_EXEC:
-			if err := SetOptions(s.PID, OptionsSpawn); err != nil {
-				proc.Kill()
-				return nil, err
-			}
-			return s, nil
+			return s, false, nil
 		case ws.Stopped() && Event(ws) == 0 && !IsSyscallStop(ws):
-			// A signal for the shim (its Go runtime uses SIGURG): deliver.
+			// A signal sent to the shim (by a user, say): deliver it.
 			if err := Cont(s.PID, int(ws.StopSignal())); err != nil {
 				proc.Kill()
-				return nil, err
+				return nil, false, err
 			}
 		default:
-			// Seccomp stops of the shim's last mmap calls, group stops.
+			// Group stops: the shim makes no traced system call.
 			if err := Cont(s.PID, 0); err != nil {
 				proc.Kill()
-				return nil, err
+				return nil, false, err
 			}
 		}
 	}
+}
+
+// unwrapPathError drops os.StartProcess's *PathError, whose path is the
+// shim's rather than the command's.
+func unwrapPathError(err error) error {
+	var e *os.PathError
+	if errors.As(err, &e) {
+		return e.Err
+	}
+	return err
 }
 
 func unwrapExec(err error) error {
