@@ -141,7 +141,7 @@ func (e *Engine) Register(p *Probe, prot int) error {
 	if p.Addr+p.Len < p.Addr {
 		return fmt.Errorf("kmmio: probe %#x+%#x wraps around", p.Addr, p.Len)
 	}
-	var armed []uint64
+	var arm []*FaultPage
 	for a := pageOf(p.Addr); a < p.End(); a += PageSize {
 		fp := e.pages[a]
 		if fp == nil {
@@ -150,19 +150,14 @@ func (e *Engine) Register(p *Probe, prot int) error {
 		}
 		fp.refs++
 		if !fp.Armed {
-			if err := e.prot.Protect(a, PageSize, ProtNone); err != nil {
-				fp.refs--
-				if fp.refs == 0 {
-					delete(e.pages, a)
-				}
-				for _, b := range armed {
-					e.put(b)
-				}
-				return fmt.Errorf("kmmio: arm page %#x: %w", a, err)
-			}
-			fp.Armed = true
+			arm = append(arm, fp)
 		}
-		armed = append(armed, a)
+	}
+	if err := e.protectRuns(arm, true); err != nil {
+		// Drop this probe's references: pages it armed are disarmed
+		// again, pages it created are forgotten.
+		e.putPages(pageOf(p.Addr), p.End())
+		return fmt.Errorf("kmmio: arm %w", err)
 	}
 	p.engine = e
 	i := sort.Search(len(e.probes), func(i int) bool { return e.probes[i].Addr > p.Addr })
@@ -185,17 +180,13 @@ func (e *Engine) Unregister(p *Probe) error {
 		}
 	}
 	p.engine = nil
-	var first error
-	for a := pageOf(p.Addr); a < p.End(); a += PageSize {
-		if e.inHit > 0 {
+	if e.inHit > 0 {
+		for a := pageOf(p.Addr); a < p.End(); a += PageSize {
 			e.release = append(e.release, a)
-			continue
 		}
-		if err := e.put(a); err != nil && first == nil {
-			first = err
-		}
+		return nil
 	}
-	return first
+	return e.putPages(pageOf(p.Addr), p.End())
 }
 
 // Forget drops every probe overlapping [addr, addr+length), a range the
@@ -216,7 +207,7 @@ func (e *Engine) Forget(addr, length uint64) ([]*Probe, error) {
 	}
 	clear(e.probes[len(kept):])
 	e.probes = kept
-	var first error
+	var disarm []*FaultPage
 	for _, p := range dropped {
 		for a := pageOf(p.Addr); a < p.End(); a += PageSize {
 			if a+PageSize > addr && a < addr+length {
@@ -228,16 +219,35 @@ func (e *Engine) Forget(addr, length uint64) ([]*Probe, error) {
 				}
 				continue
 			}
-			if err := e.put(a); err != nil && first == nil {
-				first = err
+			if fp := e.unref(a); fp != nil {
+				disarm = append(disarm, fp)
 			}
 		}
 	}
-	return dropped, first
+	return dropped, e.disarmRuns(sortPages(disarm))
 }
 
-// put drops one reference to the page at a and disarms it at zero.
-func (e *Engine) put(a uint64) error {
+// sortPages orders fps by address, for protectRuns.
+func sortPages(fps []*FaultPage) []*FaultPage {
+	sort.Slice(fps, func(i, j int) bool { return fps[i].Addr < fps[j].Addr })
+	return fps
+}
+
+// putPages drops one reference to each page of [start, end) (start
+// page-aligned), and disarms those left without one.
+func (e *Engine) putPages(start, end uint64) error {
+	var disarm []*FaultPage
+	for a := start; a < end; a += PageSize {
+		if fp := e.unref(a); fp != nil {
+			disarm = append(disarm, fp)
+		}
+	}
+	return e.disarmRuns(disarm)
+}
+
+// unref drops one reference to the page at a. At zero the page is
+// forgotten, and returned if it is still armed, for the caller to disarm.
+func (e *Engine) unref(a uint64) *FaultPage {
 	fp := e.pages[a]
 	if fp == nil {
 		return nil
@@ -247,13 +257,60 @@ func (e *Engine) put(a uint64) error {
 		return nil
 	}
 	delete(e.pages, a)
-	if fp.Armed {
-		fp.Armed = false
-		if err := e.prot.Protect(a, PageSize, fp.Prot); err != nil {
-			return fmt.Errorf("kmmio: disarm page %#x: %w", a, err)
-		}
+	if !fp.Armed {
+		return nil
+	}
+	return fp
+}
+
+// disarmRuns gives pages their program's protection back (see protectRuns).
+func (e *Engine) disarmRuns(fps []*FaultPage) error {
+	if err := e.protectRuns(fps, false); err != nil {
+		return fmt.Errorf("kmmio: disarm %w", err)
 	}
 	return nil
+}
+
+// protectRuns arms (PROT_NONE) or disarms (each page's own protection) fps,
+// which are in address order, and sets their Armed to arm. Neighbouring
+// pages that get the same protection change in one Protect call: arming a
+// mapping of n pages costs one injected mprotect, not n (each is a ptrace
+// round trip or more, 0.1 to 0.3 ms on slow hosts). If a call for several
+// pages fails, its pages are tried one by one, so that every page's Armed
+// matches the process whatever the kernel did with the range; the first
+// error is returned, and the remaining pages are still tried.
+func (e *Engine) protectRuns(fps []*FaultPage, arm bool) error {
+	target := func(fp *FaultPage) int {
+		if arm {
+			return ProtNone
+		}
+		return fp.Prot
+	}
+	var first error
+	for i := 0; i < len(fps); {
+		j := i + 1
+		for j < len(fps) && fps[j].Addr == fps[j-1].Addr+PageSize && target(fps[j]) == target(fps[i]) {
+			j++
+		}
+		run := fps[i:j]
+		i = j
+		if e.prot.Protect(run[0].Addr, uint64(len(run))*PageSize, target(run[0])) == nil {
+			for _, fp := range run {
+				fp.Armed = arm
+			}
+			continue
+		}
+		for _, fp := range run {
+			if err := e.prot.Protect(fp.Addr, PageSize, target(fp)); err != nil {
+				if first == nil {
+					first = fmt.Errorf("page %#x: %w", fp.Addr, err)
+				}
+				continue
+			}
+			fp.Armed = arm
+		}
+	}
+	return first
 }
 
 // Page returns the fault page holding addr, or nil when addr is not on a
@@ -305,14 +362,14 @@ func (e *Engine) EndHit() error {
 	if e.inHit > 0 {
 		return nil
 	}
-	var first error
+	var disarm []*FaultPage
 	for _, a := range e.release {
-		if err := e.put(a); err != nil && first == nil {
-			first = err
+		if fp := e.unref(a); fp != nil {
+			disarm = append(disarm, fp)
 		}
 	}
 	e.release = e.release[:0]
-	return first
+	return e.disarmRuns(sortPages(disarm))
 }
 
 // Disarm temporarily restores a page's protection so that an instruction can
@@ -345,6 +402,7 @@ func (e *Engine) Rearm(fp *FaultPage) error {
 // [addr, addr+length) to prot (its mprotect call has completed, so armed
 // pages there are now accessible) and arms those pages again.
 func (e *Engine) SetProt(addr, length uint64, prot int) error {
+	var rearm []*FaultPage
 	for a := pageOf(addr); a < addr+length; a += PageSize {
 		fp := e.pages[a]
 		if fp == nil {
@@ -352,10 +410,10 @@ func (e *Engine) SetProt(addr, length uint64, prot int) error {
 		}
 		fp.Prot = prot
 		fp.Armed = false
-		if err := e.prot.Protect(a, PageSize, ProtNone); err != nil {
-			return fmt.Errorf("kmmio: rearm page %#x after mprotect: %w", a, err)
-		}
-		fp.Armed = true
+		rearm = append(rearm, fp)
+	}
+	if err := e.protectRuns(rearm, true); err != nil {
+		return fmt.Errorf("kmmio: rearm after mprotect: %w", err)
 	}
 	return nil
 }
@@ -385,21 +443,40 @@ func (e *Engine) Fork(p Protector, copy func(*Probe) *Probe) *Engine {
 	return c
 }
 
-// DisarmAll restores every page's protection, for detaching. The probes
-// stay registered, so ArmAll can arm them again.
-func (e *Engine) DisarmAll() error {
-	var first error
+// ArmedRuns calls fn for the armed pages in address order, grouped into runs
+// of neighbouring pages with the same program protection prot: what to
+// give a copy of the address space (a fork child that is not traced) so
+// that it has the program's protections back, in as few calls as the
+// pages allow. It stops at fn's first error and returns it.
+func (e *Engine) ArmedRuns(fn func(addr, length uint64, prot int) error) error {
+	var armed []*FaultPage
 	for _, fp := range e.pages {
-		if !fp.Armed {
-			continue
+		if fp.Armed {
+			armed = append(armed, fp)
 		}
-		if err := e.prot.Protect(fp.Addr, PageSize, fp.Prot); err != nil {
-			if first == nil {
-				first = fmt.Errorf("kmmio: disarm page %#x: %w", fp.Addr, err)
-			}
-			continue
-		}
-		fp.Armed = false
 	}
-	return first
+	sortPages(armed)
+	for i := 0; i < len(armed); {
+		j := i + 1
+		for j < len(armed) && armed[j].Addr == armed[j-1].Addr+PageSize && armed[j].Prot == armed[i].Prot {
+			j++
+		}
+		if err := fn(armed[i].Addr, uint64(j-i)*PageSize, armed[i].Prot); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
+}
+
+// DisarmAll restores every page's protection, for detaching. The probes
+// stay registered.
+func (e *Engine) DisarmAll() error {
+	var disarm []*FaultPage
+	for _, fp := range e.pages {
+		if fp.Armed {
+			disarm = append(disarm, fp)
+		}
+	}
+	return e.disarmRuns(sortPages(disarm))
 }

@@ -2,6 +2,8 @@ package kmmio
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -10,11 +12,18 @@ type fakeProt struct {
 	prot  map[uint64]int
 	calls int
 	fail  uint64 // page whose Protect fails, if non-zero
+	log   []string
 }
 
 func (f *fakeProt) Protect(addr, length uint64, prot int) error {
 	f.calls++
-	if addr == f.fail {
+	f.log = append(f.log, fmt.Sprintf("%#x+%#x:%d", addr, length, prot))
+	if f.fail != 0 && addr <= f.fail && f.fail < addr+length {
+		// As mprotect over a range does, change what precedes the
+		// failing page.
+		for a := addr; a < f.fail; a += PageSize {
+			f.prot[a] = prot
+		}
 		return errors.New("injected failure")
 	}
 	for a := addr; a < addr+length; a += PageSize {
@@ -184,5 +193,91 @@ func TestFork(t *testing.T) {
 	}
 	if !e.Page(0x10000).Armed || e.Pages() != 2 {
 		t.Fatal("the parent's engine changed")
+	}
+}
+
+// TestProtectRuns checks that neighbouring pages change protection in one
+// call: arming a probe of n pages is one mprotect, and pages whose program
+// protections differ, or that are not neighbours, are separate calls.
+func TestProtectRuns(t *testing.T) {
+	f := newFake()
+	e := New(f)
+	p := &Probe{Addr: 0x100000, Len: 0x100000} // 256 pages
+	if err := e.Register(p, rw); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"0x100000+0x100000:0"}; !slices.Equal(f.log, want) {
+		t.Fatalf("arming 256 pages: calls %v, want %v", f.log, want)
+	}
+	// The program makes the middle read-only: the rearm is one call, and
+	// the disarm at Unregister three (rw, r, rw).
+	f.log = nil
+	if err := e.SetProt(0x140000, 0x10000, ProtRead); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"0x140000+0x10000:0"}; !slices.Equal(f.log, want) {
+		t.Fatalf("rearm after mprotect: calls %v, want %v", f.log, want)
+	}
+	f.log = nil
+	if err := e.Unregister(p); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"0x100000+0x40000:3", "0x140000+0x10000:1", "0x150000+0xb0000:3"}
+	if !slices.Equal(f.log, want) {
+		t.Fatalf("disarm: calls %v, want %v", f.log, want)
+	}
+	// Two probes a page apart: two runs, in DisarmAll as in Register.
+	f.log = nil
+	a, b := &Probe{Addr: 0x10000, Len: 0x2000}, &Probe{Addr: 0x13000, Len: 0x1000}
+	if err := e.Register(a, rw); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Register(b, rw); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DisarmAll(); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"0x10000+0x2000:0", "0x13000+0x1000:0", "0x10000+0x2000:3", "0x13000+0x1000:3"}
+	if !slices.Equal(f.log, want) {
+		t.Fatalf("calls %v, want %v", f.log, want)
+	}
+	var runs []string
+	e.SetProt(0x10000, 0x3000, rw) // arm again
+	e.ArmedRuns(func(addr, length uint64, prot int) error {
+		runs = append(runs, fmt.Sprintf("%#x+%#x:%d", addr, length, prot))
+		return nil
+	})
+	if want := []string{"0x10000+0x2000:3"}; !slices.Equal(runs, want) {
+		t.Fatalf("ArmedRuns %v, want %v", runs, want)
+	}
+}
+
+// TestProtectRunFailsMidway checks that a run whose call fails part way is
+// redone page by page, so that each page's Armed matches the process: the
+// pages before the bad one armed, the bad one not, the ones after armed.
+func TestProtectRunFailsMidway(t *testing.T) {
+	f := newFake()
+	e := New(f)
+	p := &Probe{Addr: 0x1000, Len: 0x4000}
+	if err := e.Register(p, rw); err != nil {
+		t.Fatal(err)
+	}
+	f.fail = 0x3000
+	if err := e.DisarmAll(); err == nil {
+		t.Fatal("DisarmAll succeeded though a page failed")
+	}
+	for a := uint64(0x1000); a < 0x5000; a += PageSize {
+		wantArmed := a == 0x3000
+		if fp := e.Page(a); fp.Armed != wantArmed {
+			t.Errorf("page %#x armed %v, want %v", a, fp.Armed, wantArmed)
+		}
+		wantProt := rw
+		if a == 0x3000 {
+			wantProt = ProtNone
+		}
+		if f.prot[a] != wantProt {
+			t.Errorf("page %#x prot %d, want %d", a, f.prot[a], wantProt)
+		}
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mmiotrace/mmiotrace/internal/ptrace"
-	"github.com/mmiotrace/mmiotrace/kmmio"
 )
 
 // thread is one traced thread of the program.
@@ -585,21 +584,15 @@ func (t *Tracer) restoreForked(tid int) error {
 	if t.engine == nil {
 		return nil
 	}
-	var armed []*kmmio.FaultPage
-	t.engine.EachPage(func(fp *kmmio.FaultPage) {
-		if fp.Armed {
-			armed = append(armed, fp)
-		}
-	})
 	inj := ptrace.Injector{SyscallAddr: t.inj.SyscallAddr}
-	for _, fp := range armed {
-		if r, err := inj.Syscall(tid, unix.SYS_MPROTECT, fp.Addr, pageSize, uint64(fp.Prot)); err != nil {
+	return t.engine.ArmedRuns(func(addr, length uint64, prot int) error {
+		if r, err := inj.Syscall(tid, unix.SYS_MPROTECT, addr, length, uint64(prot)); err != nil {
 			return ignoreGone(err)
 		} else if r < 0 {
-			return fmt.Errorf("restore page %#x in forked child %d: %w", fp.Addr, tid, syscall.Errno(-r))
+			return fmt.Errorf("restore pages %#x+%#x in forked child %d: %w", addr, length, tid, syscall.Errno(-r))
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func indexOf(s []int, v int) int {
