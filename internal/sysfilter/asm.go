@@ -2,6 +2,7 @@ package sysfilter
 
 import (
 	"fmt"
+	"maps"
 
 	"golang.org/x/sys/unix"
 )
@@ -85,60 +86,80 @@ func (a *asm) link() ([]unix.SockFilter, error) {
 		}
 	}
 	// Relax: give every too-far conditional target a trampoline, until
-	// none is left (each insertion can push other jumps out of reach).
+	// none is left (the insertions can push other jumps out of reach).
+	// Each round fixes every far jump it finds in one rebuild of the
+	// program, so that a filter of thousands of instructions links in a
+	// few passes rather than one pass per jump.
 	serial := 0
-	for n := 0; ; n++ {
-		far := -1
-		for i, c := range code {
+	for round := 0; ; round++ {
+		isFar := func(i int) bool {
+			c := code[i]
 			if c.op&0x07 != unix.BPF_JMP || c.op&0xf0 == unix.BPF_JA {
-				continue
+				return false
 			}
-			if c.jt != "" && labels[c.jt]-i-1 > 255 || c.jf != "" && labels[c.jf]-i-1 > 255 {
-				far = i
-				break
+			return c.jt != "" && labels[c.jt]-i-1 > 255 || c.jf != "" && labels[c.jf]-i-1 > 255
+		}
+		var fars []int
+		for i := range code {
+			if isFar(i) {
+				fars = append(fars, i)
 			}
 		}
-		if far < 0 {
+		if len(fars) == 0 {
 			break
 		}
-		if n > 100000 {
+		if round > 1000 {
 			return nil, fmt.Errorf("sysfilter: cannot lay out jumps")
 		}
-		c := &code[far]
-		var tramps []insn
-		for _, l := range []*string{&c.jt, &c.jf} {
-			if *l == "" || labels[*l]-far-1 <= 255 {
+		// newIndex[i] is where old instruction i lands; newIndex[len(code)]
+		// is the new end, for labels placed after the last instruction.
+		newIndex := make([]int, len(code)+1)
+		out := make([]insn, 0, len(code)+3*len(fars))
+		// New labels: trampolines (at their index in out) and the
+		// instructions after far jumps (where old instruction old lands).
+		tramps := map[string]int{}
+		after := map[string]int{}
+		next := 0
+		for i := range code {
+			newIndex[i] = len(out)
+			out = append(out, code[i])
+			if next >= len(fars) || fars[next] != i {
 				continue
 			}
-			serial++
-			name := fmt.Sprintf("\x00t%d", serial)
-			tramps = append(tramps, insn{op: unix.BPF_JMP | unix.BPF_JA, ja: *l, k: uint32(serial)})
-			*l = name
-		}
-		// A conditional jump whose other branch was "the next
-		// instruction" now needs a target of its own, past the
-		// trampolines.
-		serial++
-		next := fmt.Sprintf("\x00n%d", serial)
-		if c.jt == "" {
-			c.jt = next
-		}
-		if c.jf == "" {
-			c.jf = next
-		}
-		ins := far + 1
-		code = append(code[:ins], append(tramps, code[ins:]...)...)
-		for k, v := range labels {
-			if v >= ins {
-				labels[k] = v + len(tramps)
+			next++
+			c := &out[len(out)-1]
+			for _, l := range []*string{&c.jt, &c.jf} {
+				if *l == "" || labels[*l]-i-1 <= 255 {
+					continue
+				}
+				serial++
+				name := fmt.Sprintf("\x00t%d", serial)
+				tramps[name] = len(out)
+				out = append(out, insn{op: unix.BPF_JMP | unix.BPF_JA, ja: *l})
+				*l = name
 			}
+			// A conditional jump whose other branch was "the next
+			// instruction" now needs a target of its own, past the
+			// trampolines.
+			serial++
+			nextName := fmt.Sprintf("\x00n%d", serial)
+			if c.jt == "" {
+				c.jt = nextName
+			}
+			if c.jf == "" {
+				c.jf = nextName
+			}
+			after[nextName] = i + 1
 		}
-		for i, tr := range tramps {
-			labels[fmt.Sprintf("\x00t%d", tr.k)] = ins + i
-			tramps[i].k = 0
-			code[ins+i].k = 0
+		newIndex[len(code)] = len(out)
+		for k, v := range labels {
+			labels[k] = newIndex[v]
 		}
-		labels[next] = ins + len(tramps)
+		for k, v := range after {
+			labels[k] = newIndex[v]
+		}
+		maps.Copy(labels, tramps)
+		code = out
 	}
 	if len(code) > unix.BPF_MAXINSNS {
 		return nil, fmt.Errorf("sysfilter: program of %d instructions, more than the kernel's %d", len(code), unix.BPF_MAXINSNS)

@@ -318,4 +318,4 @@ func addConst(a *asm, k uint64, huge string) {
 }
 
 // MaxRanges is how many ranges a Ranges filter can always hold.
-const MaxRanges = 8
+const MaxRanges = 7

@@ -1,8 +1,11 @@
 package sysfilter
 
 import (
+	"cmp"
+	"fmt"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -117,5 +120,65 @@ func TestRanges(t *testing.T) {
 	}
 	if run(t, prog, x86(unix.SYS_READV, 0, 0, 0)) != retTrace {
 		t.Error("readv not stopped")
+	}
+}
+
+// TestMaxRangesFit checks that MaxRanges ranges always make a program the
+// kernel accepts, whatever their shape: neighbours in one 4 GiB window,
+// ranges crossing a 4 GiB boundary, ranges in windows of their own, and
+// the top of the address space. (With 8, the first shape took 4112
+// instructions, and a ninth traced mapping failed the session.)
+func TestMaxRangesFit(t *testing.T) {
+	shapes := map[string]func(i int) Range{
+		"one window": func(i int) Range {
+			s := uint64(0x7f0000000000 + i*0x200000)
+			return Range{Start: s, End: s + 0x100000}
+		},
+		"crossing 4G": func(i int) Range {
+			s := uint64(0x7f0000000000+i<<32) - 0x1000
+			return Range{Start: s, End: s + 0x3000}
+		},
+		"windows apart": func(i int) Range {
+			s := uint64(0x100000000 * (i + 1))
+			return Range{Start: s, End: s + 0x1000}
+		},
+		"top": func(i int) Range {
+			s := uint64(0x7ffffff00000 - i*0x10000)
+			return Range{Start: s, End: s + 0x8000}
+		},
+	}
+	for name, shape := range shapes {
+		ranges := make([]Range, MaxRanges)
+		for i := range ranges {
+			ranges[len(ranges)-1-i] = shape(i)
+		}
+		slices.SortFunc(ranges, func(a, b Range) int { return cmp.Compare(a.Start, b.Start) })
+		prog, err := Ranges(ranges)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if len(prog) > unix.BPF_MAXINSNS {
+			t.Errorf("%s: %d instructions", name, len(prog))
+		}
+	}
+}
+
+// BenchmarkRanges builds the filter of one range, what a session builds
+// when it arms its first mapping, and of MaxRanges ranges.
+func BenchmarkRanges(b *testing.B) {
+	for _, n := range []int{1, MaxRanges} {
+		ranges := make([]Range, n)
+		for i := range ranges {
+			start := uint64(0x7f0000000000 + i*0x200000)
+			ranges[i] = Range{Start: start, End: start + 0x100000}
+		}
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := Ranges(ranges); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
