@@ -16,8 +16,9 @@ const Version = "20070824"
 // mmiotrace's extensions (docs/LOG_FORMAT.md). It is not safe for concurrent
 // use; a single writer goroutine owns it.
 type TextSink struct {
-	w   *bufio.Writer
-	buf []byte
+	w     *bufio.Writer
+	buf   []byte
+	cache accessCache
 }
 
 // NewTextSink returns a sink writing to w. It writes the VERSION line first.
@@ -31,7 +32,11 @@ func NewTextSink(w io.Writer) *TextSink {
 // it knows what it writes to.
 func (s *TextSink) Write(recs []Record) error {
 	for i := range recs {
-		s.buf = AppendText(s.buf[:0], &recs[i])
+		if recs[i].Kind.IsAccess() {
+			s.buf = s.cache.appendAccess(s.buf[:0], &recs[i])
+		} else {
+			s.buf = AppendText(s.buf[:0], &recs[i])
+		}
 		if _, err := s.w.Write(s.buf); err != nil {
 			return err
 		}
@@ -54,9 +59,21 @@ func appendTime(b []byte, ns int64) []byte {
 	return append(b, d[:]...)
 }
 
+const hexDigits = "0123456789abcdef"
+
 func appendHex(b []byte, v uint64) []byte {
-	b = append(b, '0', 'x')
-	return strconv.AppendUint(b, v, 16)
+	var d [18]byte
+	i := len(d)
+	for {
+		i--
+		d[i] = hexDigits[v&0xf]
+		v >>= 4
+		if v == 0 {
+			break
+		}
+	}
+	d[i-2], d[i-1] = '0', 'x'
+	return append(b, d[i-2:]...)
 }
 
 // line builds one text-format line, a space before each field.
@@ -143,7 +160,7 @@ func quoteField(v string) string {
 // prints one, lowercase hex without leading zeros, however wide: the
 // little-endian bytes as one number.
 func appendValueHex(b []byte, r *Record) []byte {
-	const digits = "0123456789abcdef"
+	const digits = hexDigits
 	b = append(b, '0', 'x')
 	w := min(int(r.Width), MaxWidth)
 	top := w - 1
@@ -162,4 +179,64 @@ func appendValueHex(b []byte, r *Record) []byte {
 		b = append(b, digits[r.Value[i]>>4], digits[r.Value[i]&0xf])
 	}
 	return b
+}
+
+// accessCache renders R, W, RV and WV lines as AppendText does, faster: a
+// traced program's access lines repeat most of their fields (the second of
+// the time, the map, the thread, a few hot instructions), so the sink keeps
+// their last renderings rather than formatting each afresh. It is a
+// TextSink's, used by its one writer goroutine.
+type accessCache struct {
+	sec, id, tid fieldText
+	pc           [64]fieldText // by the instruction address's low bits
+}
+
+// fieldText is one field's last value and its rendering, space included.
+type fieldText struct {
+	v   uint64
+	ok  bool
+	txt []byte
+}
+
+// get returns the rendering of v, made by render when it is not the last
+// one.
+func (f *fieldText) get(v uint64, render func([]byte, uint64) []byte) []byte {
+	if !f.ok || f.v != v {
+		f.v, f.ok = v, true
+		f.txt = render(f.txt[:0], v)
+	}
+	return f.txt
+}
+
+func renderSec(b []byte, sec uint64) []byte {
+	return append(strconv.AppendInt(append(b, ' '), int64(sec), 10), '.')
+}
+
+func renderDec(b []byte, v uint64) []byte { return strconv.AppendInt(append(b, ' '), int64(v), 10) }
+
+func renderHex(b []byte, v uint64) []byte { return appendHex(append(b, ' '), v) }
+
+// appendAccess is AppendText for an access record.
+func (c *accessCache) appendAccess(b []byte, r *Record) []byte {
+	b = append(b, AccessKind(r.Kind.IsWrite(), int(r.Width)).String()...)
+	b = strconv.AppendInt(append(b, ' '), int64(r.Width), 10)
+	if r.Time < 0 {
+		// Never from a clock; rendered as AppendText does.
+		b = appendTime(append(b, ' '), r.Time)
+	} else {
+		b = append(b, c.sec.get(uint64(r.Time/1e9), renderSec)...)
+		us := (r.Time % 1e9) / 1e3
+		var d [6]byte
+		for i := len(d) - 1; i >= 0; i-- {
+			d[i] = byte('0' + us%10)
+			us /= 10
+		}
+		b = append(b, d[:]...)
+	}
+	b = append(b, c.id.get(uint64(r.MapID), renderDec)...)
+	b = appendHex(append(b, ' '), r.Phys)
+	b = appendValueHex(append(b, ' '), r)
+	b = append(b, c.pc[(r.PC^r.PC>>6)&63].get(r.PC, renderHex)...)
+	b = append(b, c.tid.get(uint64(int64(r.TID)), renderDec)...)
+	return append(b, '\n')
 }

@@ -181,6 +181,47 @@ func TestNowIsMonotonicClock(t *testing.T) {
 	}
 }
 
+// TestBufferAppendBatch checks that batches and single records keep their
+// order through a buffer small enough that AppendBatch must wait for the
+// writer part way through a batch.
+func TestBufferAppendBatch(t *testing.T) {
+	sink := &slowSink{}
+	b := NewBuffer(sink, nil, 16)
+	const n = 20000
+	var batch []Record
+	for i := 0; i < n; {
+		if i%7 == 0 {
+			r := Record{Kind: KindRead, Phys: uint64(i)}
+			if err := b.Append(&r); err != nil {
+				t.Fatal(err)
+			}
+			i++
+			continue
+		}
+		batch = batch[:0]
+		for k := 0; k < 1+i%45 && i < n; k++ {
+			batch = append(batch, Record{Kind: KindRead, Phys: uint64(i)})
+			i++
+		}
+		if err := b.AppendBatch(batch); err != nil {
+			t.Fatal(err)
+		}
+		clear(batch) // the buffer copied them
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.seen) != n || b.Written() != n {
+		t.Fatalf("sink saw %d records, buffer wrote %d; want %d", len(sink.seen), b.Written(), n)
+	}
+	for i, p := range sink.seen {
+		if p != uint64(i) {
+			t.Fatalf("record %d is %d: order lost", i, p)
+		}
+	}
+
+}
+
 func BenchmarkBufferAppend(b *testing.B) {
 	buf := NewBuffer(&slowSink{}, nil, 1<<14)
 	r := Record{Kind: KindRead, Width: 4}

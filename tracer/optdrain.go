@@ -3,6 +3,7 @@ package tracer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,8 +39,19 @@ type drainer struct {
 	counts map[*MapStats]*[2]uint64 // reads, writes through detours, per map
 	err    error                    // the first Append error, or of a ring
 	warned bool                     // a corrupt ring was reported
-	rec    trace.Record             // the record being emitted, reused
 	closed bool
+
+	// batch holds the records emit made and has not appended yet. They
+	// go to the log in one AppendBatch when it is full and, always, before
+	// mu is released: whoever takes mu next (the loop, about to log a
+	// stop's records) must find every drained record in the log before
+	// its own.
+	batch []trace.Record
+	// stampTID and stampTime cache last[stampTID] (stampOK: they are
+	// set): the records of a drain mostly come from one thread.
+	stampTID  int32
+	stampTime int64
+	stampOK   bool
 
 	stop chan struct{}
 	done chan struct{}
@@ -64,7 +76,8 @@ type target struct {
 // newDrainer starts the draining goroutine.
 func newDrainer(t *Tracer) *drainer {
 	d := &drainer{t: t, clock: optprobe.NewClock(trace.Now), last: map[int32]int64{},
-		counts: map[*MapStats]*[2]uint64{}, stop: make(chan struct{}), done: make(chan struct{})}
+		counts: map[*MapStats]*[2]uint64{}, stop: make(chan struct{}), done: make(chan struct{}),
+		batch: make([]trace.Record, 0, drainBatch)}
 	go d.poll()
 	return d
 }
@@ -120,7 +133,7 @@ func (d *drainer) close() error {
 // committed.
 func (d *drainer) drainAll(final bool) (int, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlock()
 	n := 0
 	for _, pr := range d.rings {
 		emit := func(e *optprobe.Entry) error { n++; return d.emit(pr, e) }
@@ -142,7 +155,7 @@ func (d *drainer) drainAll(final bool) (int, error) {
 // of the thread.
 func (d *drainer) flushThread(pid, tid int) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlock()
 	for _, pr := range d.rings {
 		if pr.pid != pid {
 			continue
@@ -159,7 +172,7 @@ func (d *drainer) flushThread(pid, tid int) error {
 // and forgets it, so that its memory can go.
 func (d *drainer) remove(pr *procRing) error {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	defer d.unlock()
 	for i, x := range d.rings {
 		if x == pr {
 			d.rings = append(d.rings[:i], d.rings[i+1:]...)
@@ -219,9 +232,12 @@ func (d *drainer) emit(pr *procRing, e *optprobe.Entry) error {
 	if tg == nil {
 		return fmt.Errorf("%w: ticket %d: address %#x outside every optimized target", optprobe.ErrCorrupt, e.Ticket, e.Addr)
 	}
-	r := &d.rec
-	*r = trace.Record{Kind: trace.KindRead, Width: uint8(e.Width), TID: e.TID, MapID: tg.id,
-		Time: d.clock.Nanos(e.TSC), Phys: tg.phys + (e.Addr - tg.lo), PC: e.PC}
+	if len(d.batch) == cap(d.batch) {
+		d.appendBatch()
+	}
+	d.batch = append(d.batch, trace.Record{Kind: trace.KindRead, Width: uint8(e.Width), TID: e.TID, MapID: tg.id,
+		Time: d.clock.Nanos(e.TSC), Phys: tg.phys + (e.Addr - tg.lo), PC: e.PC})
+	r := &d.batch[len(d.batch)-1]
 	copy(r.Value[:], e.Value[:e.Width])
 	c := d.counts[tg.stats]
 	if c == nil {
@@ -230,19 +246,59 @@ func (d *drainer) emit(pr *procRing, e *optprobe.Entry) error {
 	}
 	if e.Write {
 		r.Kind = trace.KindWrite
-		d.t.Counts.Writes.Add(1)
 		c[1]++
 	} else {
-		d.t.Counts.Reads.Add(1)
 		c[0]++
 	}
-	d.t.Counts.Detoured.Add(1)
 	d.stampLocked(r)
 	r.Kind = trace.AccessKind(r.Kind.IsWrite(), int(r.Width))
-	if err := d.t.cfg.Out.Append(r); err != nil {
+	return nil
+}
+
+// drainBatch is how many records emit gathers before it appends them.
+const drainBatch = 256
+
+// batchRecorder is a Recorder that takes many records at once
+// (trace.Buffer).
+type batchRecorder interface {
+	AppendBatch([]trace.Record) error
+}
+
+// appendBatch appends the records emit made to the log, and counts them.
+// Called with d.mu held.
+func (d *drainer) appendBatch() {
+	if len(d.batch) == 0 {
+		return
+	}
+	var writes uint64
+	for i := range d.batch {
+		if d.batch[i].Kind.IsWrite() {
+			writes++
+		}
+	}
+	d.t.Counts.Writes.Add(writes)
+	d.t.Counts.Reads.Add(uint64(len(d.batch)) - writes)
+	d.t.Counts.Detoured.Add(uint64(len(d.batch)))
+	var err error
+	if br, ok := d.t.cfg.Out.(batchRecorder); ok {
+		err = br.AppendBatch(d.batch)
+	} else {
+		for i := range d.batch {
+			if err = d.t.cfg.Out.Append(&d.batch[i]); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil && d.err == nil {
 		d.err = err
 	}
-	return nil
+	d.batch = d.batch[:0]
+}
+
+// unlock appends what emit made, then releases d.mu.
+func (d *drainer) unlock() {
+	d.appendBatch()
+	d.mu.Unlock()
 }
 
 // failed returns the log's first error met by the drain, or nil. Safe from
@@ -262,10 +318,20 @@ func (d *drainer) stamp(r *trace.Record) {
 }
 
 func (d *drainer) stampLocked(r *trace.Record) {
-	if l, ok := d.last[r.TID]; ok && r.Time < l {
-		r.Time = l
+	if !d.stampOK || d.stampTID != r.TID {
+		if d.stampOK {
+			d.last[d.stampTID] = d.stampTime
+		}
+		l, ok := d.last[r.TID]
+		if !ok {
+			l = math.MinInt64
+		}
+		d.stampTID, d.stampTime, d.stampOK = r.TID, l, true
 	}
-	d.last[r.TID] = r.Time
+	if r.Time < d.stampTime {
+		r.Time = d.stampTime
+	}
+	d.stampTime = r.Time
 }
 
 // addCounts adds the detours' per-map counts to stats.
