@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ParseHeader reads the #define lines of a C header the way a driver's
@@ -54,7 +55,12 @@ type headerParser struct {
 	lastReg int               // the register defined last in this block, or -1
 }
 
-var defineRE = regexp.MustCompile(`^\s*#\s*define\s+([A-Za-z_]\w*)(\(\s*([A-Za-z_]\w*)\s*\))?\s+(.+?)\s*$`)
+// The expressions of this file are compiled on first use (sync.OnceValue),
+// not at package init: init runs in every mmiotrace process, the waker and
+// sessions that never read a header among them, and each start counts.
+var defineRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*#\s*define\s+([A-Za-z_]\w*)(\(\s*([A-Za-z_]\w*)\s*\))?\s+(.+?)\s*$`)
+})
 
 func (h *headerParser) line(line string) {
 	if strings.TrimSpace(line) == "" {
@@ -62,7 +68,7 @@ func (h *headerParser) line(line string) {
 		return
 	}
 	line = strings.ReplaceAll(line, commentMark, " ")
-	sm := defineRE.FindStringSubmatch(line)
+	sm := defineRE().FindStringSubmatch(line)
 	if sm == nil {
 		return
 	}
@@ -208,9 +214,9 @@ func contiguous(v uint64) bool {
 	return v&(v+1) == 0
 }
 
-var hexLitRE = regexp.MustCompile(`^\(?\s*0[xX][0-9a-fA-F]+[uUlL]*\s*\)?$`)
+var hexLitRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\(?\s*0[xX][0-9a-fA-F]+[uUlL]*\s*\)?$`) })
 
-func isHexLiteral(s string) bool { return hexLitRE.MatchString(s) }
+func isHexLiteral(s string) bool { return hexLitRE().MatchString(s) }
 
 // commentMark replaces comments, so that a line that held only a comment
 // is not taken for a blank line.
@@ -354,9 +360,11 @@ func (p *exprParser) binary(minPrec int) uint64 {
 	return lhs
 }
 
-var castRE = regexp.MustCompile(`^\s*(u8|u16|u32|u64|unsigned( long)*( int)?|int|long)\s*\)`)
-var numRE = regexp.MustCompile(`^(0[xX][0-9a-fA-F]+|0[bB][01]+|[0-9]+)[uUlL]*`)
-var identRE = regexp.MustCompile(`^[A-Za-z_]\w*`)
+var castRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*(u8|u16|u32|u64|unsigned( long)*( int)?|int|long)\s*\)`)
+})
+var numRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(0[xX][0-9a-fA-F]+|0[bB][01]+|[0-9]+)[uUlL]*`) })
+var identRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_]\w*`) })
 
 func (p *exprParser) unary() uint64 {
 	p.space()
@@ -368,7 +376,7 @@ func (p *exprParser) unary() uint64 {
 	case c == '(':
 		p.pos++
 		// A cast: (u32)x, (unsigned long)x.
-		if m := castRE.FindString(p.s[p.pos:]); m != "" {
+		if m := castRE().FindString(p.s[p.pos:]); m != "" {
 			p.pos += len(m)
 			return p.unary()
 		}
@@ -387,7 +395,7 @@ func (p *exprParser) unary() uint64 {
 		p.pos++
 		return -p.unary()
 	case c >= '0' && c <= '9':
-		m := numRE.FindStringSubmatch(p.s[p.pos:])
+		m := numRE().FindStringSubmatch(p.s[p.pos:])
 		if m == nil {
 			p.bad = true
 			return 0
@@ -400,7 +408,7 @@ func (p *exprParser) unary() uint64 {
 		}
 		return v
 	}
-	id := identRE.FindString(p.s[p.pos:])
+	id := identRE().FindString(p.s[p.pos:])
 	if id == "" {
 		p.bad = true
 		return 0

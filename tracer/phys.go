@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/mmiotrace/mmiotrace/trace"
 )
@@ -15,15 +16,20 @@ import (
 // pageSize is the x86-64 base page size.
 const pageSize = 4096
 
+// The expressions of this file are compiled on first use, not at package
+// init, which every mmiotrace process (the waker too) runs.
+
 // resourceFile matches a PCI BAR file in sysfs and captures the device
 // directory and the BAR number ("resource2" and "resource2_wc" are BAR 2).
-var resourceFile = regexp.MustCompile(`^(/sys/.*/[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])/resource([0-9]+)(_wc)?$`)
+var resourceFile = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(/sys/.*/[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])/resource([0-9]+)(_wc)?$`)
+})
 
 // uioFile matches a UIO device node.
-var uioFile = regexp.MustCompile(`^/dev/(uio[0-9]+)$`)
+var uioFile = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/dev/(uio[0-9]+)$`) })
 
 // vfioCdev matches a VFIO device's character device (the iommufd API).
-var vfioCdev = regexp.MustCompile(`^/dev/vfio/devices/(vfio[0-9]+)$`)
+var vfioCdev = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/dev/vfio/devices/(vfio[0-9]+)$`) })
 
 // vfioAnon is how /proc/PID/maps names a VFIO device file obtained from a
 // group (VFIO_GROUP_GET_DEVICE_FD): an anonymous inode, the same for every
@@ -31,7 +37,7 @@ var vfioCdev = regexp.MustCompile(`^/dev/vfio/devices/(vfio[0-9]+)$`)
 const vfioAnon = "anon_inode:[vfio-device]"
 
 // pciName matches a PCI device's sysfs name, dddd:bb:dd.f.
-var pciName = regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
+var pciName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`) })
 
 // VFIO region offsets: a device file's mmap offset is the region index
 // shifted left by 40 (VFIO_PCI_OFFSET_SHIFT) plus the offset in the region;
@@ -74,7 +80,7 @@ func physBase(m *Mapping, procDir string) physInfo {
 	case m.Path == "/dev/mem":
 		return physInfo{phys: m.Offset, pciDir: pciDeviceAt(m.Offset)}
 	}
-	if sm := resourceFile.FindStringSubmatch(m.Path); sm != nil {
+	if sm := resourceFile().FindStringSubmatch(m.Path); sm != nil {
 		bar, _ := strconv.Atoi(sm[2])
 		res, err := readResources(sm[1])
 		if err == nil && bar < len(res) {
@@ -82,7 +88,7 @@ func physBase(m *Mapping, procDir string) physInfo {
 		}
 		return physInfo{phys: m.Offset, pciDir: sm[1]}
 	}
-	if sm := uioFile.FindStringSubmatch(m.Path); sm != nil {
+	if sm := uioFile().FindStringSubmatch(m.Path); sm != nil {
 		info := physInfo{phys: m.Offset}
 		n := m.Offset / pageSize
 		b, err := os.ReadFile(fmt.Sprintf("/sys/class/uio/%s/maps/map%d/addr", sm[1], n))
@@ -94,7 +100,7 @@ func physBase(m *Mapping, procDir string) physInfo {
 		info.pciDir, _ = pciDirOf("/sys/class/uio/" + sm[1] + "/device")
 		return info
 	}
-	if sm := vfioCdev.FindStringSubmatch(m.Path); sm != nil {
+	if sm := vfioCdev().FindStringSubmatch(m.Path); sm != nil {
 		dir, err := pciDirOf("/sys/class/vfio-dev/" + sm[1] + "/device")
 		if err != nil {
 			return physInfo{phys: m.Offset, why: err.Error()}
@@ -113,7 +119,7 @@ func pciDirOf(link string) (string, error) {
 		return "", err
 	}
 	name := filepath.Base(real)
-	if !pciName.MatchString(name) {
+	if !pciName().MatchString(name) {
 		return "", fmt.Errorf("%s is not a PCI device", real)
 	}
 	dir := "/sys/bus/pci/devices/" + name

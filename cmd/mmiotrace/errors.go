@@ -3,6 +3,7 @@ package main
 import (
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // userError renders an error for users in one line, without the Go package
@@ -16,7 +17,9 @@ func userError(err error) string {
 
 // pkgPrefixRE matches a package prefix at the start of the message or of a
 // wrapped part (after ": " or "(").
-var pkgPrefixRE = regexp.MustCompile(`(^|: |\()(?:` + strings.Join(goPackages, "|") + `): `)
+var pkgPrefixRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(^|: |\()(?:` + strings.Join(goPackages, "|") + `): `)
+})
 
 // goPackages are the packages whose names prefix error messages: mmiotrace's
 // own, and those of the standard library that reach users.
@@ -30,7 +33,7 @@ var goPackages = []string{
 // the chain of wrapped errors they are.
 func stripPrefixes(msg string) string {
 	for {
-		s := pkgPrefixRE.ReplaceAllString(msg, "$1")
+		s := pkgPrefixRE().ReplaceAllString(msg, "$1")
 		if s == msg {
 			return s
 		}

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/mmiotrace/mmiotrace/tracer"
@@ -216,14 +217,14 @@ func flagError(err error) string {
 	} {
 		msg = strings.Replace(msg, r.from, r.to, 1)
 	}
-	return flagNameRE.ReplaceAllStringFunc(msg, func(s string) string {
+	return flagNameRE().ReplaceAllStringFunc(msg, func(s string) string {
 		return s[:1] + dashed(strings.TrimLeft(s[1:], "-"))
 	})
 }
 
 // flagNameRE finds the flag names in package flag's messages: "-name" after
 // a space, at the end or before a colon.
-var flagNameRE = regexp.MustCompile(` --?[a-zA-Z][-a-zA-Z0-9]*\b`)
+var flagNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(` --?[a-zA-Z][-a-zA-Z0-9]*\b`) })
 
 // usageError reports a bad command line in one line, pointing to the
 // command's --help.
