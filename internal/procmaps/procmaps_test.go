@@ -1,8 +1,10 @@
 package procmaps
 
 import (
+	"errors"
 	"os"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -51,4 +53,66 @@ func TestReadSelf(t *testing.T) {
 		}
 	}
 	t.Errorf("no executable mapping of %s among %d mappings", exe, len(maps))
+}
+
+// TestQuery checks Query against Read for the file mappings of this
+// process (their first, middle and last byte), for a mapping of a file
+// removed since, and for a hole, with the kernel's PROCMAP_QUERY and with
+// the fallback that reads the file. Anonymous mappings are left out: the
+// Go runtime grows and merges them while the test runs.
+func TestQuery(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/mapped"
+	if err := os.WriteFile(path, make([]byte, 3*4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := unix.Mmap(int(f.Fd()), 0, 3*4096, unix.PROT_READ, unix.MAP_SHARED)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	os.Remove(path)
+	base := uint64(uintptr(unsafe.Pointer(&mem[0])))
+	// A hole of one page in the middle of it.
+	if _, _, e := unix.Syscall(unix.SYS_MUNMAP, uintptr(base+4096), 4096, 0); e != 0 {
+		t.Fatal(e)
+	}
+
+	for _, fallback := range []bool{false, true} {
+		saved := noQuery.Load()
+		noQuery.Store(fallback)
+		maps, err := Read(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := query(os.Getpid(), base); !fallback && (errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL)) {
+			t.Logf("this kernel has no PROCMAP_QUERY: the fallback serves both runs")
+		}
+		checked, sawDeleted := 0, false
+		for _, want := range maps {
+			if want.Inode == 0 {
+				continue
+			}
+			for _, a := range []uint64{want.Start, want.Start + want.Len()/2, want.End - 1} {
+				got, ok, err := Query(os.Getpid(), a)
+				if err != nil || !ok || got != want {
+					t.Errorf("fallback %v: Query(%#x) = %+v, %v, %v; want %+v", fallback, a, got, ok, err, want)
+				}
+			}
+			checked++
+			sawDeleted = sawDeleted || want.Deleted && want.Start == base && want.Path == path
+		}
+		if checked < 3 || !sawDeleted {
+			t.Errorf("fallback %v: %d file mappings checked, the removed file's seen %v", fallback, checked, sawDeleted)
+		}
+		if got, ok, err := Query(os.Getpid(), base+4096); err != nil || ok {
+			t.Errorf("fallback %v: Query of the hole at %#x = %+v, %v, %v", fallback, base+4096, got, ok, err)
+		}
+		noQuery.Store(saved)
+	}
 }
