@@ -93,10 +93,19 @@ func (d *drainer) add(pr *procRing) {
 // backing off to a few milliseconds when the rings are idle. A new clock
 // anchor is taken every few milliseconds while records flow, so that their
 // counter readings are interpolated between anchors close in time.
+//
+// Whether records flow is judged by the tickets the detours took, not by
+// what this goroutine drained: the loop drains too (a thread's records
+// before its stop, the whole ring at a slow path), and a poll that finds
+// the ring just emptied by the loop must not back off while the program
+// fills it again. (Go's timers sleep a millisecond at least on this host,
+// about what a busy program takes to fill a ring of 8192 records, so a
+// busy program still fills it now and then: the slow path is for that.)
 func (d *drainer) poll() {
 	defer close(d.done)
 	idle := time.Duration(0)
 	lastAnchor := time.Now()
+	var produced uint64
 	for {
 		select {
 		case <-d.stop:
@@ -106,6 +115,10 @@ func (d *drainer) poll() {
 		n, err := d.drainAll(false)
 		if err != nil {
 			return // reported by the loop through d.err
+		}
+		if p := d.produced(); p != produced {
+			produced = p
+			n++
 		}
 		if n > 0 {
 			idle = 50 * time.Microsecond
@@ -117,6 +130,17 @@ func (d *drainer) poll() {
 			idle = min(max(2*idle, 100*time.Microsecond), 2*time.Millisecond)
 		}
 	}
+}
+
+// produced sums the tickets taken in every ring (Ring.Produced).
+func (d *drainer) produced() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var p uint64
+	for _, pr := range d.rings {
+		p += pr.ring.Produced()
+	}
+	return p
 }
 
 // close stops the goroutine and drains what is left: every ring is

@@ -106,6 +106,10 @@ func (r *Ring) slot(t uint64) uint64 { return ringHeaderSize + (t&(r.n-1))<<slot
 // Slots returns the number of slots.
 func (r *Ring) Slots() int { return int(r.n) }
 
+// Produced returns how many tickets producers have taken since the ring
+// was made: it grows while detours write records, whoever drains them.
+func (r *Ring) Produced() uint64 { return atomic.LoadUint64(r.word(ringHead)) }
+
 // Pending returns how many tickets were handed out and not yet consumed.
 func (r *Ring) Pending() uint64 { return atomic.LoadUint64(r.word(ringHead)) - r.tail }
 
