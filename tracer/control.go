@@ -257,8 +257,40 @@ func (t *Tracer) stopOthers(except *thread) error {
 		case ptrace.Event(ws) == unix.PTRACE_EVENT_STOP && !o.fresh:
 			o.held = true
 			o.jobStopped = ptrace.IsStopSignal(ws.StopSignal())
+			if err == nil && ownSignalPending(o.pid, tid) {
+				err = t.takePendingStop(o)
+			}
 		default:
 			t.queueStop(tid, ws)
+		}
+	}
+	return err
+}
+
+// takePendingStop turns the SIGSEGV or SIGTRAP that thread o, held at its
+// interrupt stop, still has pending into a queued stop. A thread that hit
+// one of our int3s (a guard, a detour's slow path) or faulted on an armed
+// page just before the interrupt reports the interrupt first; left
+// pending, the signal would be reported once the thread runs again, after
+// the caller may have moved it (out of a detour, or into a new one, at a
+// patch or an unpatch), and would be taken for the program's own signal
+// at the new place: eight threads hammering a locked xadd in detours lost
+// the program to such a SIGTRAP now and then. Queued, the stop is seen by
+// dropStaleStop when the thread moves, and handled by the loop otherwise.
+// The thread runs no instruction of its own in between: a pending signal
+// is taken on the way back to user space.
+func (t *Tracer) takePendingStop(o *thread) error {
+	if err := ptrace.Cont(o.tid, 0); err != nil {
+		return ignoreGone(err)
+	}
+	o.held = false
+	got, err := t.collect(map[int]*thread{o.tid: o})
+	if ws, ok := got[o.tid]; ok {
+		if ptrace.Event(ws) == unix.PTRACE_EVENT_STOP && ws.Stopped() {
+			o.held = true // a new interrupt or group-stop, nothing to handle
+			o.jobStopped = ptrace.IsStopSignal(ws.StopSignal())
+		} else {
+			t.queueStop(o.tid, ws)
 		}
 	}
 	return err
