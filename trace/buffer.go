@@ -99,13 +99,8 @@ func NewBuffer(sink Sink, flush func() error, limit int, opts ...BufferOption) *
 // A MARK record is written out at once, with what came before it.
 func (b *Buffer) Append(r *Record) error {
 	b.mu.Lock()
-	for len(b.pending) >= b.limit && b.err == nil && !b.closed && !b.released {
-		b.signal()
-		b.space.Wait()
-	}
-	if b.err != nil {
-		err := b.err
-		b.mu.Unlock()
+	defer b.mu.Unlock()
+	if err := b.waitSpace(); err != nil {
 		return err
 	}
 	if len(b.pending) == cap(b.pending) {
@@ -117,8 +112,18 @@ func (b *Buffer) Append(r *Record) error {
 	if len(b.pending) == b.limit/2 || r.Kind == KindMark {
 		b.signal()
 	}
-	b.mu.Unlock()
 	return nil
+}
+
+// waitSpace waits, with mu held, while the batch is full and the buffer
+// neither failed, closed nor released; it returns the writer's first
+// error.
+func (b *Buffer) waitSpace() error {
+	for len(b.pending) >= b.limit && b.err == nil && !b.closed && !b.released {
+		b.signal()
+		b.space.Wait()
+	}
+	return b.err
 }
 
 // AppendBatch queues recs, in order, as that many Appends would, taking
@@ -129,12 +134,7 @@ func (b *Buffer) Append(r *Record) error {
 func (b *Buffer) AppendBatch(recs []Record) error {
 	for len(recs) > 0 {
 		b.mu.Lock()
-		for len(b.pending) >= b.limit && b.err == nil && !b.closed && !b.released {
-			b.signal()
-			b.space.Wait()
-		}
-		if b.err != nil {
-			err := b.err
+		if err := b.waitSpace(); err != nil {
 			b.mu.Unlock()
 			return err
 		}
