@@ -127,8 +127,10 @@ func TestOptRingFull(t *testing.T) {
 			}
 			recs := readLog(t, tlog)
 			compareThreads(t, fixtureLog(t, flog), traced(t, recs, mapOf(t, recs, shm).MapID))
-			if s := parseOpt(t, res.stderr); s.slow == 0 || s.detoured == 0 {
-				t.Errorf("summary %+v: want detours and slow paths\nstderr:\n%s", s, res.stderr)
+			// A quarter of the accesses are the locked xadd's: most of
+			// them must go through its detour too.
+			if s := parseOpt(t, res.stderr); s.slow == 0 || s.detoured < threads*accesses*9/10 {
+				t.Errorf("summary %+v: want detours for nine accesses in ten (of %d), and slow paths\nstderr:\n%s", s, threads*accesses, res.stderr)
 			}
 		})
 	}

@@ -257,7 +257,9 @@ func (t *Tracer) stopOthers(except *thread) error {
 		case ptrace.Event(ws) == unix.PTRACE_EVENT_STOP && !o.fresh:
 			o.held = true
 			o.jobStopped = ptrace.IsStopSignal(ws.StopSignal())
-			if err == nil && ownSignalPending(o.pid, tid) {
+			// Not from a group-stop: continuing the thread would end
+			// it, and a program stopped by job control must stay so.
+			if err == nil && !o.jobStopped && ownSignalPending(o.pid, tid) {
 				err = t.takePendingStop(o)
 			}
 		default:

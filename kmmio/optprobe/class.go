@@ -22,14 +22,16 @@ var ErrNotOptimizable = errors.New("instruction not optimizable")
 //   - mov loads and stores of every width, with register or immediate
 //     source, moffs forms, movzx, movsx, movsxd, movnti, movbe;
 //   - cmov, setcc, imul with a memory source;
+//   - xchg, xadd and cmpxchg, locked or not (the detour makes the
+//     program's own instruction, lock prefix included, on the alias, and
+//     records what it returned);
 //   - add, or, adc, sbb, and, sub, xor, cmp, test; inc, dec, not, neg;
 //     rol, ror, shl, shr, sar; bt, bts, btr, btc (not locked: a locked
 //     read-modify-write needs a compare-and-swap loop, left to the trap
 //     path);
 //   - SSE, AVX and AVX-512 moves without an opmask.
 //
-// Not handled: xchg, xadd and cmpxchg (kept on the trap path, see below),
-// string instructions, masked AVX-512 moves, operands with an FS or GS
+// Not handled: string instructions, masked AVX-512 moves, operands with an FS or GS
 // segment override (the detour cannot read the segment base without
 // FSGSBASE), and any instruction whose register operand is RSP.
 func Classify(in *x86.Inst) (x86.Form, error) {
@@ -46,13 +48,6 @@ func Classify(in *x86.Inst) (x86.Form, error) {
 	switch f.Kind {
 	case x86.KindMovs, x86.KindStos, x86.KindLods:
 		return no("string instruction")
-	case x86.KindXchg, x86.KindXadd, x86.KindCmpxchg:
-		// With them in detours, eight threads hammering a locked xadd
-		// under load lost the program to a SIGTRAP (2 runs in 77 of
-		// e2e TestOptRingFull) and logged wrong records; not found yet.
-		// The trap path emulates them with a real locked instruction on
-		// the alias and records what it returned.
-		return no("exchange with memory (xchg, xadd, cmpxchg): kept on the trap path")
 	case x86.KindALUStore, x86.KindUnary, x86.KindBT:
 		if f.Lock {
 			return no("locked read-modify-write")

@@ -22,9 +22,6 @@ import (
 // with the thread's id and the instruction's address.
 func TestDetourDifferential(t *testing.T) { testDifferential(t, false) }
 
-// trapPathOnly names the instruction families Classify refuses by design.
-var trapPathOnly = map[string]bool{"xchg": true, "xadd/cmpxchg": true}
-
 // TestDetourPairs is TestDetourDifferential for windows that probe two
 // instructions, one right after the other, each in its block.
 func TestDetourPairs(t *testing.T) { testDifferential(t, true) }
@@ -60,14 +57,8 @@ func testDifferential(t *testing.T, pairs bool) {
 				}
 				stats.add(o)
 			}
-			// Every family must mostly be optimized and hit its target,
-			// but the exchanges, which Classify keeps on the trap path:
-			// none of them may go through a detour.
-			if trapPathOnly[tm.name] {
-				if stats.detoured != 0 {
-					t.Errorf("%d of %d cases went through the detour; exchanges stay on the trap path (%+v)", stats.detoured, iters, stats)
-				}
-			} else if stats.detoured < iters/3 && !pairs || stats.detoured == 0 {
+			// Every family must mostly be optimized and hit its target.
+			if stats.detoured < iters/3 && !pairs || stats.detoured == 0 {
 				t.Errorf("only %d of %d cases went through the detour (%+v)", stats.detoured, iters, stats)
 			}
 			total["detoured"] += stats.detoured

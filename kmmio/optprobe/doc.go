@@ -74,12 +74,10 @@
 // every width (register, immediate, moffs forms, movzx, movsx, movsxd,
 // movnti, movbe); cmov, setcc and imul with a memory source; the ALU
 // read-modify-write and compare group, shifts and rotates, and bt*, when
-// not locked; SSE, AVX and AVX-512 moves without an opmask. Not handled:
-// xchg, xadd and cmpxchg (in detours, a hammered locked xadd lost the
-// program to a SIGTRAP under load, cause not found yet; the trap path
-// emulates them exactly with a real locked instruction), string
-// instructions, masked AVX-512 moves, FS or GS segment overrides, and
-// instructions whose register operand is RSP.
+// not locked; xchg, xadd and cmpxchg, locked or not (the program's own
+// instruction on the alias); SSE, AVX and AVX-512 moves without an opmask.
+// Not handled: string instructions, masked AVX-512 moves, FS or GS segment
+// overrides, and instructions whose register operand is RSP.
 //
 // # Invariants (kept by the tracer, tracer/optimize.go)
 //
