@@ -3,6 +3,8 @@ package x86
 import (
 	"encoding/binary"
 	"math/rand/v2"
+
+	"github.com/mmiotrace/mmiotrace/internal/x86/x86test"
 )
 
 // gen builds random instances of instructions for the differential tests:
@@ -54,17 +56,7 @@ func (g *gen) value() uint64 {
 }
 
 // memForm is an encoded memory operand.
-type memForm struct {
-	modrm  byte   // mod and rm; the caller ORs in reg
-	tail   []byte // SIB and displacement
-	rexX   bool
-	rexB   bool
-	rip    bool
-	ripOff int    // offset of the disp32 in tail when rip
-	eaRIP  uint64 // wanted effective address, for the RIP fix-up
-	seg    byte   // 0x64, 0x65 or 0
-	addr32 bool
-}
+type memForm = x86test.Mem
 
 // offset picks an offset in the buffer for an access of size bytes; aligned
 // (to size) with probability 3/4 when align is set, else anywhere.
@@ -85,12 +77,12 @@ func (g *gen) memOp(off int, avoid uint32, dispN int) memForm {
 	segBase := uint64(0)
 	switch g.rnd.IntN(8) {
 	case 0:
-		m.seg, segBase = 0x64, g.n.fsBase
+		m.Seg, segBase = 0x64, g.n.fsBase
 	case 1:
-		m.seg, segBase = 0x65, g.n.gsBase
+		m.Seg, segBase = 0x65, g.n.gsBase
 	}
-	if m.seg != 0x64 && g.rnd.IntN(8) == 0 {
-		m.addr32 = true
+	if m.Seg != 0x64 && g.rnd.IntN(8) == 0 {
+		m.Addr32 = true
 	}
 	ea := target - segBase
 	pick := func() uint8 {
@@ -102,13 +94,13 @@ func (g *gen) memOp(off int, avoid uint32, dispN int) memForm {
 			}
 		}
 	}
-	small := m.seg != 0x64 // ea fits in a disp32
+	small := m.Seg != 0x64 // ea fits in a disp32
 	form := g.rnd.IntN(7)
 	if !small && form >= 4 {
 		form = g.rnd.IntN(4)
 	}
 	garbage := func(v uint64) uint64 {
-		if m.addr32 {
+		if m.Addr32 {
 			return v&0xFFFFFFFF | g.rnd.Uint64()<<32
 		}
 		return v
@@ -135,12 +127,12 @@ func (g *gen) memOp(off int, avoid uint32, dispN int) memForm {
 		}
 		d, db := disp(mod)
 		g.st.GPR[base] = garbage(ea - uint64(d))
-		m.modrm = mod<<6 | base&7
+		m.ModRM = mod<<6 | base&7
 		if base&7 == 4 {
-			m.tail = append(m.tail, 0x24) // SIB: no index, base rsp/r12
+			m.Tail = append(m.Tail, 0x24) // SIB: no index, base rsp/r12
 		}
-		m.tail = append(m.tail, db...)
-		m.rexB = base >= 8
+		m.Tail = append(m.Tail, db...)
+		m.RexB = base >= 8
 	case 3: // [base + index*scale + disp]
 		base := pick()
 		avoid |= 1 << 4 // rsp cannot be an index
@@ -154,160 +146,54 @@ func (g *gen) memOp(off int, avoid uint32, dispN int) memForm {
 		iv := g.value()
 		g.st.GPR[index] = iv
 		g.st.GPR[base] = garbage(ea - iv<<scale - uint64(d))
-		m.modrm = mod<<6 | 4
-		m.tail = append(m.tail, scale<<6|(index&7)<<3|base&7)
-		m.tail = append(m.tail, db...)
-		m.rexB, m.rexX = base >= 8, index >= 8
+		m.ModRM = mod<<6 | 4
+		m.Tail = append(m.Tail, scale<<6|(index&7)<<3|base&7)
+		m.Tail = append(m.Tail, db...)
+		m.RexB, m.RexX = base >= 8, index >= 8
 	case 4: // [rip + disp32]
-		m.modrm = 5
-		m.rip, m.ripOff, m.eaRIP = true, 0, ea
-		m.tail = make([]byte, 4)
+		m.ModRM = 5
+		m.RIP, m.RIPOff, m.EA = true, 0, ea
+		m.Tail = make([]byte, 4)
 	case 5: // [disp32]
-		m.modrm = 4
-		m.tail = append(m.tail, 0x25)
-		m.tail = binary.LittleEndian.AppendUint32(m.tail, uint32(ea))
+		m.ModRM = 4
+		m.Tail = append(m.Tail, 0x25)
+		m.Tail = binary.LittleEndian.AppendUint32(m.Tail, uint32(ea))
 	case 6: // [index*scale + disp32]
 		avoid |= 1 << 4
 		index := pick()
 		scale := byte(g.rnd.IntN(4))
 		iv := uint64(g.rnd.IntN(1 << 16))
 		g.st.GPR[index] = garbage(iv)
-		m.modrm = 4
-		m.tail = append(m.tail, scale<<6|(index&7)<<3|5)
-		m.tail = binary.LittleEndian.AppendUint32(m.tail, uint32(ea-iv<<scale))
-		m.rexX = index >= 8
+		m.ModRM = 4
+		m.Tail = append(m.Tail, scale<<6|(index&7)<<3|5)
+		m.Tail = binary.LittleEndian.AppendUint32(m.Tail, uint32(ea-iv<<scale))
+		m.RexX = index >= 8
 	}
 	return m
 }
 
-// prefixes returns the memory operand's segment and address-size prefixes.
-func (m *memForm) prefixes() []byte {
-	var b []byte
-	if m.seg != 0 {
-		b = append(b, m.seg)
-	}
-	if m.addr32 {
-		b = append(b, 0x67)
-	}
-	return b
-}
+// enc is the encoder of the instruction under test, at the fixture's code.
+func (g *gen) enc() x86test.Encoder { return x86test.Encoder{Rand: g.rnd, At: g.n.code} }
 
-// finish appends ModRM, SIB, displacement and immediate to b and fixes a
-// RIP-relative displacement now that the length is known.
-func (g *gen) finish(b []byte, m memForm, reg uint8, imm []byte) []byte {
-	b = append(b, m.modrm|(reg&7)<<3)
-	start := len(b)
-	b = append(b, m.tail...)
-	b = append(b, imm...)
-	if m.rip {
-		next := g.n.code + uint64(len(b))
-		binary.LittleEndian.PutUint32(b[start+m.ripOff:], uint32(m.eaRIP-next))
-	}
-	return b
-}
-
-// legacy encodes a legacy (non-VEX) instruction with a memory operand.
+// legacy, vex and evex encode an instruction around the operand m (see
+// package x86test).
 func (g *gen) legacy(m memForm, pre []byte, w, forceREX bool, op []byte, reg uint8, imm []byte) []byte {
-	b := m.prefixes()
-	b = append(b, pre...)
-	rex := byte(0x40)
-	if w {
-		rex |= 8
-	}
-	if reg&8 != 0 {
-		rex |= 4
-	}
-	if m.rexX {
-		rex |= 2
-	}
-	if m.rexB {
-		rex |= 1
-	}
-	if rex != 0x40 || forceREX {
-		b = append(b, rex)
-	}
-	b = append(b, op...)
-	return g.finish(b, m, reg, imm)
+	return g.enc().Legacy(m, pre, w, forceREX, op, int(reg), imm)
 }
 
-// vex encodes a VEX instruction (pp: 0 none, 1 66, 2 F3, 3 F2; L: 0 or 1).
 func (g *gen) vex(m memForm, mmmmm byte, pp byte, w bool, L byte, op byte, reg uint8) []byte {
-	b := m.prefixes()
-	R, X, B := byte(1), byte(1), byte(1)
-	if reg&8 != 0 {
-		R = 0
-	}
-	if m.rexX {
-		X = 0
-	}
-	if m.rexB {
-		B = 0
-	}
-	W := byte(0)
-	if w {
-		W = 1
-	}
-	if mmmmm == 1 && X == 1 && B == 1 && W == 0 && g.rnd.IntN(2) == 0 {
-		b = append(b, 0xC5, R<<7|0xF<<3|L<<2|pp)
-	} else {
-		b = append(b, 0xC4, R<<7|X<<6|B<<5|mmmmm, W<<7|0xF<<3|L<<2|pp)
-	}
-	b = append(b, op)
-	return g.finish(b, m, reg, nil)
+	return g.enc().VEX(m, mmmmm, pp, w, L, op, int(reg))
 }
 
-// evex encodes an EVEX instruction in map 0F (LL: 0, 1, 2; aaa: opmask).
 func (g *gen) evex(m memForm, pp byte, w bool, LL byte, z bool, aaa byte, op byte, reg uint8) []byte {
-	b := m.prefixes()
-	p0 := byte(0xF0 | 1) // R X B R' all 1 (inverted), mm=01
-	if reg&8 != 0 {
-		p0 &^= 0x80
-	}
-	if m.rexX {
-		p0 &^= 0x40
-	}
-	if m.rexB {
-		p0 &^= 0x20
-	}
-	if reg&16 != 0 {
-		p0 &^= 0x10
-	}
-	p1 := byte(0x7C | pp) // vvvv=1111, bit 2 set
-	if w {
-		p1 |= 0x80
-	}
-	p2 := LL<<5 | 0x08 | aaa // V'=1
-	if z {
-		p2 |= 0x80
-	}
-	b = append(b, 0x62, p0, p1, p2, op)
-	return g.finish(b, m, reg, nil)
+	return g.enc().EVEX(m, pp, w, LL, z, aaa, op, int(reg))
 }
 
-func (g *gen) imm(n int) []byte {
-	b := make([]byte, n)
-	v := g.value()
-	for i := range b {
-		b[i] = byte(v >> (8 * i))
-	}
-	return b
-}
+// imm is an immediate of n random bytes.
+func (g *gen) imm(n int) []byte { return x86test.Imm(g.value(), n) }
 
-// opsize picks an operand size of 2, 4 or 8 bytes and returns the prefix
-// bytes and REX.W it needs.
-func (g *gen) opsize() (size int, pre []byte, w bool) {
-	switch g.rnd.IntN(3) {
-	case 0:
-		return 2, []byte{0x66}, false
-	case 1:
-		return 4, nil, false
-	}
-	return 8, nil, true
-}
+// opsize picks an operand size of 2, 4 or 8 bytes, with the prefix bytes
+// and REX.W it needs.
+func (g *gen) opsize() (size int, pre []byte, w bool) { return x86test.OpSize(g.rnd) }
 
-func immLen(size int) int {
-	if size == 2 {
-		return 2
-	}
-	return 4
-}
+var immLen = x86test.ImmLen

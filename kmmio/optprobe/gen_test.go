@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/mmiotrace/mmiotrace/internal/x86"
+	"github.com/mmiotrace/mmiotrace/internal/x86/x86test"
 )
 
 // A generator of random probed instructions for the differential tests:
@@ -85,20 +86,12 @@ func (g *gen) target(width int, align bool) uint64 {
 }
 
 // mem is an encoded memory operand.
-type mem struct {
-	modrm  byte   // mod and rm; the caller ORs in reg
-	tail   []byte // SIB and displacement
-	rexX   bool
-	rexB   bool
-	rip    bool // tail is a disp32 to fix once the length is known
-	ea     uint64
-	addr32 bool
-}
+type mem = x86test.Mem
 
 // mem encodes an operand addressing ea; avoid is a set of registers the
 // instruction needs for itself (their values are set by the caller after).
 func (g *gen) mem(ea uint64, avoid uint32) mem {
-	m := mem{ea: ea}
+	m := mem{EA: ea}
 	avoid |= 1 << rsp
 	pick := func() int {
 		for {
@@ -120,9 +113,9 @@ func (g *gen) mem(ea uint64, avoid uint32) mem {
 		}
 		return 0, nil
 	}
-	m.addr32 = g.rnd.IntN(8) == 0
+	m.Addr32 = g.rnd.IntN(8) == 0
 	garbage := func(v uint64) uint64 {
-		if m.addr32 {
+		if m.Addr32 {
 			return v&0xFFFFFFFF | g.rnd.Uint64()<<32
 		}
 		return v
@@ -141,12 +134,12 @@ func (g *gen) mem(ea uint64, avoid uint32) mem {
 		}
 		d, db := disp(mod)
 		g.st.GPR[base] = garbage(ea - uint64(d))
-		m.modrm = mod<<6 | byte(base&7)
+		m.ModRM = mod<<6 | byte(base&7)
 		if base&7 == rsp {
-			m.tail = append(m.tail, 0x24)
+			m.Tail = append(m.Tail, 0x24)
 		}
-		m.tail = append(m.tail, db...)
-		m.rexB = base >= 8
+		m.Tail = append(m.Tail, db...)
+		m.RexB = base >= 8
 	case 3: // [base + index*scale + disp]
 		base, index := pick(), pick()
 		scale := byte(g.rnd.IntN(4))
@@ -158,147 +151,56 @@ func (g *gen) mem(ea uint64, avoid uint32) mem {
 		iv := g.value()
 		g.st.GPR[index] = iv
 		g.st.GPR[base] = garbage(ea - iv<<scale - uint64(d))
-		m.modrm = mod<<6 | 4
-		m.tail = append(append(m.tail, scale<<6|byte(index&7)<<3|byte(base&7)), db...)
-		m.rexB, m.rexX = base >= 8, index >= 8
+		m.ModRM = mod<<6 | 4
+		m.Tail = append(append(m.Tail, scale<<6|byte(index&7)<<3|byte(base&7)), db...)
+		m.RexB, m.RexX = base >= 8, index >= 8
 	case 4: // [index*scale + disp32]
 		index := pick()
 		scale := byte(g.rnd.IntN(4))
 		iv := uint64(g.rnd.IntN(1 << 16))
 		g.st.GPR[index] = garbage(iv)
-		m.modrm = 4
-		m.tail = binary.LittleEndian.AppendUint32(append(m.tail, scale<<6|byte(index&7)<<3|5), uint32(ea-iv<<scale))
-		m.rexX = index >= 8
+		m.ModRM = 4
+		m.Tail = binary.LittleEndian.AppendUint32(append(m.Tail, scale<<6|byte(index&7)<<3|5), uint32(ea-iv<<scale))
+		m.RexX = index >= 8
 	case 5: // [rip + disp32]
-		m.modrm, m.rip, m.addr32 = 5, true, false
-		m.tail = make([]byte, 4)
+		m.ModRM, m.RIP, m.Addr32 = 5, true, false
+		m.Tail = make([]byte, 4)
 	case 6: // [disp32]
-		m.modrm = 4
-		m.tail = binary.LittleEndian.AppendUint32(append(m.tail, 0x25), uint32(ea))
+		m.ModRM = 4
+		m.Tail = binary.LittleEndian.AppendUint32(append(m.Tail, 0x25), uint32(ea))
 	case 7: // [rsp + disp]: the traced object sits right above the stack
-		m.addr32 = false
+		m.Addr32 = false
 		g.st.GPR[rsp] = g.f.StackHi - 0x200 - uint64(g.rnd.IntN(0x100))*8
 		d := int64(ea - g.st.GPR[rsp])
-		m.modrm = 0x84
-		m.tail = binary.LittleEndian.AppendUint32([]byte{0x24}, uint32(d))
+		m.ModRM = 0x84
+		m.Tail = binary.LittleEndian.AppendUint32([]byte{0x24}, uint32(d))
 	}
 	return m
 }
 
-// legacy encodes a legacy instruction: prefixes, REX, opcode, ModRM with
-// reg, the operand, imm.
+// enc is the encoder of the probed instruction, at the site.
+func (g *gen) enc() x86test.Encoder { return x86test.Encoder{Rand: g.rnd, At: g.site()} }
+
+// legacy, vex and evex encode an instruction around the operand m (see
+// package x86test); legacy adds a REX prefix that says nothing one time in
+// eight, vex and evex are unmasked.
 func (g *gen) legacy(m mem, pre []byte, w bool, op []byte, reg int, imm []byte) []byte {
-	var b []byte
-	if m.addr32 {
-		b = append(b, 0x67)
-	}
-	b = append(b, pre...)
-	rex := byte(0x40)
-	if w {
-		rex |= 8
-	}
-	if reg&8 != 0 {
-		rex |= 4
-	}
-	if m.rexX {
-		rex |= 2
-	}
-	if m.rexB {
-		rex |= 1
-	}
-	if rex != 0x40 || g.rnd.IntN(8) == 0 {
-		b = append(b, rex)
-	}
-	b = append(b, op...)
-	return g.finish(b, m, reg, imm)
+	return g.enc().Legacy(m, pre, w, g.rnd.IntN(8) == 0, op, reg, imm)
 }
 
-// finish appends ModRM, the operand's tail and imm, and fixes a
-// RIP-relative displacement.
-func (g *gen) finish(b []byte, m mem, reg int, imm []byte) []byte {
-	b = append(b, m.modrm|byte(reg&7)<<3)
-	start := len(b)
-	b = append(b, m.tail...)
-	b = append(b, imm...)
-	if m.rip {
-		next := g.site() + uint64(len(b))
-		binary.LittleEndian.PutUint32(b[start:], uint32(m.ea-next))
-	}
-	return b
-}
-
-// vex encodes a VEX instruction (pp: 0 none, 1 66, 2 F3, 3 F2).
 func (g *gen) vex(m mem, mmmmm, pp byte, w bool, L byte, op byte, reg int) []byte {
-	var b []byte
-	if m.addr32 {
-		b = append(b, 0x67)
-	}
-	R, X, B, W := byte(1), byte(1), byte(1), byte(0)
-	if reg&8 != 0 {
-		R = 0
-	}
-	if m.rexX {
-		X = 0
-	}
-	if m.rexB {
-		B = 0
-	}
-	if w {
-		W = 1
-	}
-	if mmmmm == 1 && X == 1 && B == 1 && W == 0 && g.rnd.IntN(2) == 0 {
-		b = append(b, 0xC5, R<<7|0xF<<3|L<<2|pp)
-	} else {
-		b = append(b, 0xC4, R<<7|X<<6|B<<5|mmmmm, W<<7|0xF<<3|L<<2|pp)
-	}
-	return g.finish(append(b, op), m, reg, nil)
+	return g.enc().VEX(m, mmmmm, pp, w, L, op, reg)
 }
 
-// evex encodes an unmasked EVEX instruction in map 0F.
 func (g *gen) evex(m mem, pp byte, w bool, LL byte, op byte, reg int) []byte {
-	var b []byte
-	if m.addr32 {
-		b = append(b, 0x67)
-	}
-	p0 := byte(0xF1)
-	if reg&8 != 0 {
-		p0 &^= 0x80
-	}
-	if m.rexX {
-		p0 &^= 0x40
-	}
-	if m.rexB {
-		p0 &^= 0x20
-	}
-	if reg&16 != 0 {
-		p0 &^= 0x10
-	}
-	p1 := byte(0x7C | pp)
-	if w {
-		p1 |= 0x80
-	}
-	return g.finish(append(b, 0x62, p0, p1, LL<<5|0x08, op), m, reg, nil)
+	return g.enc().EVEX(m, pp, w, LL, false, 0, op, reg)
 }
 
-func (g *gen) imm(n int) []byte {
-	v := g.value()
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(v >> (8 * i))
-	}
-	return b
-}
+// imm is an immediate of n random bytes.
+func (g *gen) imm(n int) []byte { return x86test.Imm(g.value(), n) }
 
 // opsize picks 2, 4 or 8 bytes and the 66 prefix or REX.W it needs.
-func (g *gen) opsize() (size int, pre []byte, w bool) {
-	switch g.rnd.IntN(3) {
-	case 0:
-		return 2, []byte{0x66}, false
-	case 1:
-		return 4, nil, false
-	}
-	return 8, nil, true
-}
+func (g *gen) opsize() (size int, pre []byte, w bool) { return x86test.OpSize(g.rnd) }
 
 // sizeOrByte is opsize or, a quarter of the time, a byte operation.
 func (g *gen) sizeOrByte() (size int, pre []byte, w, byteOp bool) {
@@ -323,12 +225,7 @@ type tmpl struct {
 	gen  func(g *gen) (code []byte, width int)
 }
 
-func immLen(size int) int {
-	if size == 2 {
-		return 2
-	}
-	return 4
-}
+var immLen = x86test.ImmLen
 
 // templates returns the instruction families.
 func templates() []tmpl {
@@ -601,11 +498,11 @@ func vecTemplates() []tmpl {
 			LL := byte(g.rnd.IntN(3))
 			size := 16 << LL
 			m := g.mem(g.target(size, s.align), 0)
-			if m.modrm>>6 == 1 {
+			if m.ModRM>>6 == 1 {
 				// EVEX scales a disp8 by the vector length: use a disp32.
-				m.modrm = m.modrm&0x3F | 0x80
-				d := int8(m.tail[len(m.tail)-1])
-				m.tail = binary.LittleEndian.AppendUint32(m.tail[:len(m.tail)-1], uint32(int32(d)))
+				m.ModRM = m.ModRM&0x3F | 0x80
+				d := int8(m.Tail[len(m.Tail)-1])
+				m.Tail = binary.LittleEndian.AppendUint32(m.Tail[:len(m.Tail)-1], uint32(int32(d)))
 			}
 			return g.evex(m, s.pp, s.w, LL, s.op, g.rnd.IntN(32)), size
 		}})
