@@ -112,6 +112,18 @@ func (in *Injector) Syscall(tid int, nr uint64, args ...uint64) (int64, error) {
 		if out.Rip == in.SyscallAddr+2 {
 			break
 		}
+		if tries == 0 && out.Rip == in.SyscallAddr {
+			// The step finished the syscall the thread was stopped
+			// inside, and RAX is what that syscall returned: the
+			// program must find it there when it resumes, not the
+			// -ENOSYS of the registers taken mid-call. A clone3 that
+			// returned -ENOSYS to glibc's pthread_create made it fall
+			// back to clone and start the same thread a second time,
+			// on the same stack (a program crashed so, 1 run in 40,
+			// after a tracer failure that injected munmap calls
+			// through a thread stopped at its clone event).
+			saved.Rax = out.Rax
+		}
 		if tries == 2 {
 			SetRegs(tid, &saved)
 			return 0, fmt.Errorf("thread %d: injected syscall did not run (RIP %#x)", tid, out.Rip)
