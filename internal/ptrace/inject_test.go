@@ -2,15 +2,12 @@ package ptrace
 
 import (
 	"io"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/mmiotrace/mmiotrace/internal/testenv"
 )
 
 // TestInjectAtForkEvent injects a system call into a thread stopped at its
@@ -21,18 +18,7 @@ import (
 func TestInjectAtForkEvent(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	bin := testenv.BuildC(t, "testdata/forkret.c")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	s, err := Spawn([]string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil, nil)
-	w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Proc.Release()
+	s, r := spawnC(t, "testdata/forkret.c")
 	mem, err := OpenMem(s.PID)
 	if err != nil {
 		t.Fatal(err)

@@ -16,11 +16,12 @@ import (
 	"github.com/mmiotrace/mmiotrace/internal/testenv"
 )
 
-// startSleeper spawns the fixture through the seccomp shim and returns it
-// stopped at its exec, with the address of its mapped page once it ran.
-func startSleeper(t *testing.T) (*Spawned, uint64, *bufio.Reader) {
+// spawnC builds the C fixture src and spawns it under ptrace (Spawn), its
+// stdout a pipe, whose reading end it returns. The program is killed and
+// the pipe closed when the test ends.
+func spawnC(t *testing.T, src string) (*Spawned, *os.File) {
 	t.Helper()
-	bin := testenv.BuildC(t, "testdata/sleeper.c")
+	bin := testenv.BuildC(t, src)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -32,6 +33,14 @@ func startSleeper(t *testing.T) (*Spawned, uint64, *bufio.Reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Proc.Kill(); s.Proc.Wait() })
+	return s, r
+}
+
+// startSleeper spawns the fixture through the seccomp shim and returns it
+// stopped at its exec, with the address of its mapped page once it ran.
+func startSleeper(t *testing.T) (*Spawned, uint64, *bufio.Reader) {
+	t.Helper()
+	s, r := spawnC(t, "testdata/sleeper.c")
 	// Run it to its pause(), passing the seccomp stops of its mmap calls.
 	if err := Cont(s.PID, 0); err != nil {
 		t.Fatal(err)
@@ -226,18 +235,7 @@ func mapsLine(t *testing.T, pid int, addr uint64) string {
 func TestInjectAtSeccompStop(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	bin := testenv.BuildC(t, "testdata/sleeper.c")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	s, err := Spawn([]string{bin}, [3]*os.File{os.Stdin, w, os.Stderr}, nil, nil)
-	w.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { s.Proc.Kill(); s.Proc.Wait() }()
+	s, r := spawnC(t, "testdata/sleeper.c")
 	mem, err := OpenMem(s.PID)
 	if err != nil {
 		t.Fatal(err)
