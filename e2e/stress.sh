@@ -15,7 +15,7 @@ export MMIOTRACE_REQUIRE_ALL=1
 cd "$here"
 (while [ ! -f "$tmp/done" ]; do "$tmp/e2e.test" -test.count=1 -test.timeout 10m >/dev/null 2>&1; done) &
 load=$!
-trap 'touch "$tmp/done"; pkill -P "$load"; wait; rm -rf "$tmp"' EXIT
+trap 'touch "$tmp/done"; pkill -P "$load"; wait 2>/dev/null; rm -rf "$tmp"' EXIT
 fails=0
 for i in $(seq "$n"); do
 	if ! "$tmp/e2e.test" -test.count=1 -test.timeout 5m -test.run "$regex" >"$tmp/run.log" 2>&1; then
