@@ -1,6 +1,8 @@
 package optprobe
 
 import (
+	"github.com/mmiotrace/mmiotrace/internal/x86/asm"
+
 	"fmt"
 	"math"
 	"math/bits"
@@ -217,7 +219,7 @@ const (
 // builder holds the state of one block of a Build.
 type builder struct {
 	s     *Spec
-	a     *asm
+	a     *asm.Asm
 	d     *Detour
 	blk   int // index in d.Blocks
 	t     *Target
@@ -239,7 +241,7 @@ type builder struct {
 
 // mark records that the place from here on is b.pl.
 func (b *builder) mark() {
-	a, d := b.a.addr(), b.d
+	a, d := b.a.Addr(), b.d
 	if n := len(d.places); n > 0 && d.places[n-1].addr == a {
 		d.places[n-1].p = b.pl
 		return
@@ -250,7 +252,7 @@ func (b *builder) mark() {
 // save stores register r into its slot: its program value is there from
 // the next instruction on.
 func (b *builder) save(r int) {
-	b.a.store64(rsp, b.slot(r), r)
+	b.a.Store64(rsp, b.slot(r), r)
 	b.pl.Saved |= 1 << r
 	b.mark()
 }
@@ -271,12 +273,12 @@ func Build(s *Spec, at uint64) (*Detour, error) {
 	if len(s.Probes) == 0 || s.Probes[0].Index != 0 {
 		return nil, fmt.Errorf("optprobe: the window's first instruction must be probed")
 	}
-	a := newAsm(at)
+	a := asm.New(at)
 	d := &Detour{At: at, Exact: map[uint64]uint64{}, Entry: map[uint64]uint64{}}
 	probes := s.Probes
 	for i, in := range w.Insns {
-		d.Exact[a.addr()] = in.PC
-		d.Entry[in.PC] = a.addr()
+		d.Exact[a.Addr()] = in.PC
+		d.Entry[in.PC] = a.Addr()
 		if len(probes) > 0 && probes[0].Index == i {
 			if err := block(s, a, d, in, &probes[0].Target); err != nil {
 				return nil, err
@@ -287,7 +289,7 @@ func Build(s *Spec, at uint64) (*Detour, error) {
 		if i == 0 {
 			return nil, fmt.Errorf("optprobe: the window's first instruction must be probed")
 		}
-		start := a.addr()
+		start := a.Addr()
 		mids, err := relocate(a, in)
 		if err != nil {
 			return nil, err
@@ -300,9 +302,9 @@ func Build(s *Spec, at uint64) (*Detour, error) {
 	if len(probes) > 0 {
 		return nil, fmt.Errorf("optprobe: probe of instruction %d outside the window", probes[0].Index)
 	}
-	d.Exact[a.addr()] = w.End()
-	a.jmpAbs(w.End())
-	code, err := a.finish()
+	d.Exact[a.Addr()] = w.End()
+	a.JmpAbs(w.End())
+	code, err := a.Finish()
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +313,7 @@ func Build(s *Spec, at uint64) (*Detour, error) {
 }
 
 // block emits the block of probed instruction in, for target t.
-func block(s *Spec, a *asm, d *Detour, in Insn, t *Target) error {
+func block(s *Spec, a *asm.Asm, d *Detour, in Insn, t *Target) error {
 	f, err := Classify(in.Inst)
 	if err != nil {
 		return err
@@ -327,11 +329,11 @@ func block(s *Spec, a *asm, d *Detour, in Insn, t *Target) error {
 		return err
 	}
 	b.layout()
-	start := a.addr()
+	start := a.Addr()
 	if err := b.body(in); err != nil {
 		return err
 	}
-	blk := Block{PC: in.PC, Start: start, Next: a.addr(),
+	blk := Block{PC: in.PC, Start: start, Next: a.Addr(),
 		Frame: Frame{Size: RedZone + b.size, EA: b.ea, TSC: b.tsc, Flags: fFlags, FlagsAfter: fFlags2}}
 	for _, r := range b.saved {
 		blk.Frame.Saved = append(blk.Frame.Saved, SavedReg{r, int64(b.slot(r))})
@@ -410,19 +412,19 @@ func (b *builder) drop() int32 { return int32(RedZone + b.size) }
 
 func (b *builder) body(in Insn) error {
 	a, f := b.a, &b.f
-	fallback, next := a.label(), a.label()
-	start := a.addr()
+	fallback, next := a.Label(), a.Label()
+	start := a.Addr()
 
 	// Entry: below the red zone, save the flags and the scratch registers.
 	b.pl = Place{Block: b.blk, Phase: PhaseBefore, Restart: start}
 	b.mark()
-	a.lea(rsp, rsp, -b.drop())
+	a.Lea(rsp, rsp, -b.drop())
 	b.pl.RSP = int64(b.drop())
 	b.mark()
-	a.pushfq()
+	a.Pushfq()
 	b.pl.RSP += 8
 	b.mark()
-	a.popMem(rsp, fFlags)
+	a.PopMem(rsp, fFlags)
 	b.pl.RSP -= 8
 	b.pl.Flags = FlagsEntry
 	b.mark()
@@ -436,49 +438,49 @@ func (b *builder) body(in Insn) error {
 	// Is the access to the target, all of it? Otherwise the program's
 	// own instruction runs (and traps if it touches another armed page).
 	t := b.t
-	a.movRR(b.s2, b.s1)
-	a.movabs(b.s3, t.Lo)
-	a.alu64(0x29, b.s2, b.s3) // sub
+	a.MovRR(b.s2, b.s1)
+	a.Movabs(b.s3, t.Lo)
+	a.ALU64(0x29, b.s2, b.s3) // sub
 	if limit := t.Hi - t.Lo - uint64(f.MemSize); limit <= math.MaxInt32 {
-		a.alu64Imm(7, b.s2, int32(limit)) // cmp
+		a.ALU64Imm(7, b.s2, int32(limit)) // cmp
 	} else {
-		a.movabs(b.s3, limit)
-		a.alu64(0x39, b.s2, b.s3)
+		a.Movabs(b.s3, limit)
+		a.ALU64(0x39, b.s2, b.s3)
 	}
-	a.jcc(ccA, fallback)
+	a.Jcc(ccA, fallback)
 	if f.Align {
 		// A misaligned aligned move raises #GP: the CPU does that.
-		a.regOp(true, []byte{0xF7}, 0, b.s1) // test s1, imm32
-		a.u32(uint32(f.MemSize) - 1)
-		a.jcc(ccNE, fallback)
+		a.RegOp(true, []byte{0xF7}, 0, b.s1) // test s1, imm32
+		a.U32(uint32(f.MemSize) - 1)
+		a.Jcc(ccNE, fallback)
 	}
 	if f.Kind == x86.KindShift && !f.HasImm {
 		// Counts the trap path leaves to the CPU go there too.
-		a.movRR(b.s2, rcx)
+		a.MovRR(b.s2, rcx)
 		mask := int32(31)
 		if f.Size == 8 {
 			mask = 63
 		}
-		a.alu64Imm(4, b.s2, mask) // and
-		a.jcc(ccE, fallback)
+		a.ALU64Imm(4, b.s2, mask) // and
+		a.Jcc(ccE, fallback)
 		if f.Op >= x86.OpShl && f.Size <= 2 {
-			a.alu64Imm(7, b.s2, int32(f.Size)*8)
-			a.jcc(ccAE, fallback)
+			a.ALU64Imm(7, b.s2, int32(f.Size)*8)
+			a.Jcc(ccAE, fallback)
 		}
 	}
-	a.store64(rsp, int32(b.ea), b.s1)
+	a.Store64(rsp, int32(b.ea), b.s1)
 	md := int32(0)
 	if delta := int64(t.Alias - t.Lo); delta == int64(int32(delta)) {
 		md = int32(delta)
 	} else {
-		a.movabs(b.s3, uint64(delta))
-		a.alu64(0x01, b.s1, b.s3) // add
+		a.Movabs(b.s3, uint64(delta))
+		a.ALU64(0x01, b.s1, b.s3) // add
 	}
 	switch f.Kind {
 	case x86.KindXchg, x86.KindXadd:
-		a.movRR(b.s2, int(f.Reg))
+		a.MovRR(b.s2, int(f.Reg))
 	case x86.KindCmpxchg:
-		a.movRR(b.s2, rax)
+		a.MovRR(b.s2, rax)
 	}
 
 	// The access, with the program's flags.
@@ -486,10 +488,10 @@ func (b *builder) body(in Insn) error {
 	if err := b.access(md); err != nil {
 		return err
 	}
-	a.pushfq()
+	a.Pushfq()
 	b.pl.RSP += 8
 	b.mark()
-	a.popMem(rsp, fFlags2)
+	a.PopMem(rsp, fFlags2)
 	b.pl.RSP -= 8
 	b.pl.Flags = FlagsAfter
 	b.mark()
@@ -499,29 +501,29 @@ func (b *builder) body(in Insn) error {
 	b.records()
 	b.restoreFlags(fFlags2, FlagsAfter)
 	b.restore()
-	a.jmp(next)
+	a.Jmp(next)
 
 	// Not the target: the program's instruction, on its own address.
-	a.bind(fallback)
+	a.Bind(fallback)
 	b.pl = Place{Block: b.blk, Phase: PhaseBefore, Restart: start, RSP: int64(b.drop()), Flags: FlagsEntry, Saved: 1<<b.s1 | 1<<b.s2 | 1<<b.s3}
 	b.mark()
 	b.restoreFlags(fFlags, FlagsEntry)
 	b.restore()
-	b.d.Exact[a.addr()] = in.PC
+	b.d.Exact[a.Addr()] = in.PC
 	if _, err := relocate(a, in); err != nil {
 		return err
 	}
-	a.bind(next)
+	a.Bind(next)
 	return nil
 }
 
 // restoreFlags loads the program's flags from the frame at off (where, at
 // this place, the program's flags are: where).
 func (b *builder) restoreFlags(off int32, where int) {
-	b.a.pushMem(rsp, off)
+	b.a.PushMem(rsp, off)
 	b.pl.RSP += 8
 	b.mark()
-	b.a.popfq()
+	b.a.Popfq()
 	b.pl.RSP -= 8
 	b.pl.Flags = where // also live now; the frame's copy says the same
 	b.mark()
@@ -530,9 +532,9 @@ func (b *builder) restoreFlags(off int32, where int) {
 // restore reloads the scratch registers and gives RSP back.
 func (b *builder) restore() {
 	for _, r := range []int{b.s1, b.s2, b.s3} {
-		b.a.load64(r, rsp, b.slot(r))
+		b.a.Load64(r, rsp, b.slot(r))
 	}
-	b.a.lea(rsp, rsp, b.drop())
+	b.a.Lea(rsp, rsp, b.drop())
 	b.pl.RSP, b.pl.Saved, b.pl.Flags = 0, 0, FlagsLive
 	b.mark()
 }
@@ -548,9 +550,9 @@ func (b *builder) address() error {
 		if f.Addr32 {
 			ea = uint64(uint32(ea))
 		}
-		a.movabs(b.s1, ea)
+		a.Movabs(b.s1, ea)
 	case l.ModRM < 0: // moffs
-		a.movabs(b.s1, uint64(f.Disp))
+		a.Movabs(b.s1, uint64(f.Disp))
 	default:
 		disp := f.Disp
 		if f.Base == rsp {
@@ -559,9 +561,9 @@ func (b *builder) address() error {
 		if disp != int64(int32(disp)) {
 			return fmt.Errorf("%w: %v: displacement out of range", ErrNotOptimizable, b.in)
 		}
-		a.leaSIB(b.s1, int(f.Base), int(f.Index), f.Scale, int32(disp))
+		a.LeaSIB(b.s1, int(f.Base), int(f.Index), f.Scale, int32(disp))
 		if f.Addr32 {
-			a.movRR32(b.s1, b.s1)
+			a.MovRR32(b.s1, b.s1)
 		}
 	}
 	if f.Kind == x86.KindBT && !f.HasImm {
@@ -571,15 +573,15 @@ func (b *builder) address() error {
 		reg := int(f.Reg)
 		switch f.Size {
 		case 2:
-			a.regOp(true, []byte{0x0F, 0xBF}, b.s2, reg) // movsx r64, r16
+			a.RegOp(true, []byte{0x0F, 0xBF}, b.s2, reg) // movsx r64, r16
 		case 4:
-			a.regOp(true, []byte{0x63}, b.s2, reg) // movsxd
+			a.RegOp(true, []byte{0x63}, b.s2, reg) // movsxd
 		default:
-			a.movRR(b.s2, reg)
+			a.MovRR(b.s2, reg)
 		}
-		a.shift64(7, b.s2, uint8(bits.TrailingZeros(uint(f.Size)*8))) // sar
-		a.shift64(4, b.s2, uint8(bits.TrailingZeros(uint(f.Size))))   // shl
-		a.alu64(0x01, b.s1, b.s2)
+		a.Shift64(7, b.s2, uint8(bits.TrailingZeros(uint(f.Size)*8))) // sar
+		a.Shift64(4, b.s2, uint8(bits.TrailingZeros(uint(f.Size))))   // shl
+		a.ALU64(0x01, b.s1, b.s2)
 	}
 	return nil
 }
@@ -589,7 +591,7 @@ func (b *builder) access(md int32) error {
 	a, f := b.a, &b.f
 	emit := func(code []byte, err error) error {
 		if err == nil {
-			a.bytes(code...)
+			a.Bytes(code...)
 		}
 		return err
 	}
@@ -619,7 +621,7 @@ func (b *builder) access(md int32) error {
 	b.movLoad(int(f.MemSize), b.s2, b.s1, md)
 	accessed()
 	if rmw(f) {
-		a.movRR(b.s3, b.s2)
+		a.MovRR(b.s3, b.s2)
 	}
 	if err := emit(withReg(b.in, b.s2)); err != nil {
 		return err
@@ -649,12 +651,12 @@ func rmw(f *x86.Form) bool {
 func (b *builder) movLoad(size, r, base int, disp int32) {
 	switch size {
 	case 1:
-		b.a.memOp(false, []byte{0x8A}, r, base, disp, true)
+		b.a.MemOp(false, []byte{0x8A}, r, base, disp, true)
 	case 2:
-		b.a.bytes(0x66)
-		b.a.memOp(false, []byte{0x8B}, r, base, disp, false)
+		b.a.Bytes(0x66)
+		b.a.MemOp(false, []byte{0x8B}, r, base, disp, false)
 	default:
-		b.a.memOp(size == 8, []byte{0x8B}, r, base, disp, false)
+		b.a.MemOp(size == 8, []byte{0x8B}, r, base, disp, false)
 	}
 }
 
@@ -662,12 +664,12 @@ func (b *builder) movLoad(size, r, base int, disp int32) {
 func (b *builder) movStore(size, base int, disp int32, r int) {
 	switch size {
 	case 1:
-		b.a.memOp(false, []byte{0x88}, r, base, disp, true)
+		b.a.MemOp(false, []byte{0x88}, r, base, disp, true)
 	case 2:
-		b.a.bytes(0x66)
-		b.a.memOp(false, []byte{0x89}, r, base, disp, false)
+		b.a.Bytes(0x66)
+		b.a.MemOp(false, []byte{0x89}, r, base, disp, false)
 	default:
-		b.a.memOp(size == 8, []byte{0x89}, r, base, disp, false)
+		b.a.MemOp(size == 8, []byte{0x89}, r, base, disp, false)
 	}
 }
 
@@ -681,11 +683,11 @@ func (b *builder) stash() {
 	// reg stores a general register's operand bits (AH-BH: bits 8-15).
 	reg := func(off int64, r int, high bool) {
 		if high {
-			a.movRR(b.s3, r)
-			a.shift64(5, b.s3, 8)
+			a.MovRR(b.s3, r)
+			a.Shift64(5, b.s3, 8)
 			r = b.s3
 		}
-		a.store64(rsp, int32(off), r)
+		a.Store64(rsp, int32(off), r)
 	}
 	v0, v1 := b.val[0], b.val[1]
 	switch f.Kind {
@@ -697,20 +699,20 @@ func (b *builder) stash() {
 		write(v0)
 	case x86.KindMovbeLoad, x86.KindMovbeStore:
 		// The record holds the bytes in memory order.
-		a.movRR(b.s3, int(f.Reg))
-		a.bswap64(b.s3)
-		a.shift64(5, b.s3, uint8(64-8*w))
-		a.store64(rsp, int32(v0), b.s3)
+		a.MovRR(b.s3, int(f.Reg))
+		a.Bswap64(b.s3)
+		a.Shift64(5, b.s3, uint8(64-8*w))
+		a.Store64(rsp, int32(v0), b.s3)
 		if f.Kind == x86.KindMovbeLoad {
 			read(v0)
 		} else {
 			write(v0)
 		}
 	case x86.KindMovStoreImm:
-		a.storeImm64(rsp, int32(v0), int32(f.Imm))
+		a.StoreImm64(rsp, int32(v0), int32(f.Imm))
 		write(v0)
 	case x86.KindSetcc:
-		a.store64(rsp, int32(v0), b.s2)
+		a.Store64(rsp, int32(v0), b.s2)
 		write(v0)
 	case x86.KindXchg:
 		reg(v0, int(f.Reg), f.High) // the old value, now in the register
@@ -721,25 +723,25 @@ func (b *builder) stash() {
 		reg(v0, int(f.Reg), f.High) // old
 		read(v0)
 		if f.High {
-			a.shift64(5, b.s2, 8)
+			a.Shift64(5, b.s2, 8)
 		}
-		a.load64(b.s3, rsp, int32(v0))
-		a.alu64(0x01, b.s3, b.s2) // old + source, wrapped to the width by the record
-		a.store64(rsp, int32(v1), b.s3)
+		a.Load64(b.s3, rsp, int32(v0))
+		a.ALU64(0x01, b.s3, b.s2) // old + source, wrapped to the width by the record
+		a.Store64(rsp, int32(v1), b.s3)
 		write(v1)
 	case x86.KindCmpxchg:
 		// Equal: the old value was the accumulator, the source is
 		// written. Not equal: the old value is in the accumulator now,
 		// and the CPU writes it back.
-		fail, done := a.label(), a.label()
-		a.jcc(ccNE, fail)
-		a.store64(rsp, int32(v0), b.s2)
+		fail, done := a.Label(), a.Label()
+		a.Jcc(ccNE, fail)
+		a.Store64(rsp, int32(v0), b.s2)
 		reg(v1, int(f.Reg), f.High)
-		a.jmp(done)
-		a.bind(fail)
-		a.store64(rsp, int32(v0), rax)
-		a.store64(rsp, int32(v1), rax)
-		a.bind(done)
+		a.Jmp(done)
+		a.Bind(fail)
+		a.Store64(rsp, int32(v0), rax)
+		a.Store64(rsp, int32(v1), rax)
+		a.Bind(done)
 		read(v0)
 		write(v1)
 	case x86.KindVecLoad, x86.KindVecStore:
@@ -748,12 +750,12 @@ func (b *builder) stash() {
 		b.recs = append(b.recs, r)
 	default:
 		if rmw(f) {
-			a.store64(rsp, int32(v0), b.s3)
+			a.Store64(rsp, int32(v0), b.s3)
 			read(v0)
-			a.store64(rsp, int32(v1), b.s2)
+			a.Store64(rsp, int32(v1), b.s2)
 			write(v1)
 		} else {
-			a.store64(rsp, int32(v0), b.s2)
+			a.Store64(rsp, int32(v0), b.s2)
 			read(v0)
 		}
 	}
@@ -770,15 +772,15 @@ func (b *builder) stashVec(off int64) {
 	n := int(f.VecOff) + int(f.VecLen)
 	switch {
 	case l.VEX < 0: // movdqu m128, xmm
-		a.bytes(0xF3)
-		a.memOp(false, []byte{0x0F, 0x7F}, reg, rsp, int32(off), false)
+		a.Bytes(0xF3)
+		a.MemOp(false, []byte{0x0F, 0x7F}, reg, rsp, int32(off), false)
 	case raw[l.VEX] != 0x62 && reg < 16: // vmovdqu m128/m256
 		L := byte(0)
 		if n > 16 {
 			L = 1
 		}
-		a.bytes(0xC5, (^byte(reg)>>3&1)<<7|0x78|L<<2|2, 0x7F)
-		a.modrmMem(reg, rsp, int32(off))
+		a.Bytes(0xC5, (^byte(reg)>>3&1)<<7|0x78|L<<2|2, 0x7F)
+		a.ModRMMem(reg, rsp, int32(off))
 	default: // vmovdqu64 m128/m256/m512
 		LL := byte(0)
 		switch {
@@ -788,8 +790,8 @@ func (b *builder) stashVec(off int64) {
 			LL = 1
 		}
 		p0 := (^byte(reg)>>3&1)<<7 | 0x60 | (^byte(reg)>>4&1)<<4 | 1
-		a.bytes(0x62, p0, 0xFE, LL<<5|0x08, 0x7F)
-		a.modrmMem(reg, rsp, int32(off))
+		a.Bytes(0x62, p0, 0xFE, LL<<5|0x08, 0x7F)
+		a.ModRMMem(reg, rsp, int32(off))
 	}
 }
 
@@ -799,91 +801,91 @@ func (b *builder) records() {
 	for _, r := range b.saved[3:] {
 		b.save(r)
 	}
-	a.rdtsc()
-	a.shift64(4, rdx, 32)
-	a.alu64(0x09, rax, rdx) // or
-	a.store64(rsp, int32(b.tsc), rax)
+	a.RDTSC()
+	a.Shift64(4, rdx, 32)
+	a.ALU64(0x09, rax, rdx) // or
+	a.Store64(rsp, int32(b.tsc), rax)
 	b.pl.TSC = true
 	b.mark()
 	for i, r := range b.recs {
 		b.record(i, r)
 	}
 	for _, r := range b.saved[3:] {
-		a.load64(r, rsp, b.slot(r))
+		a.Load64(r, rsp, b.slot(r))
 	}
 }
 
 // record writes record i: identity, ticket, fields, commit.
 func (b *builder) record(i int, r rec) {
 	a := b.a
-	slow, done, retry, notFree := a.label(), a.label(), a.label(), a.label()
+	slow, done, retry, notFree := a.Label(), a.Label(), a.Label(), a.Label()
 	b.pl.Records = i
 	b.mark()
-	ident := a.addr()
-	a.loadGS64(rdx, 0)
-	a.movRR(rax, rdx)
-	a.shift64(5, rax, 32)
-	a.alu64Imm(7, rax, IdentityMagic)
-	a.jcc(ccNE, slow)
-	a.store32(rsp, int32(b.tid), rdx)
-	a.movabs(rcx, b.s.Ring)
+	ident := a.Addr()
+	a.LoadGS64(rdx, 0)
+	a.MovRR(rax, rdx)
+	a.Shift64(5, rax, 32)
+	a.ALU64Imm(7, rax, IdentityMagic)
+	a.Jcc(ccNE, slow)
+	a.Store32(rsp, int32(b.tid), rdx)
+	a.Movabs(rcx, b.s.Ring)
 
-	a.bind(retry)
-	a.load64(rax, rcx, ringHead)
-	a.movRR32(rdx, rax)
+	a.Bind(retry)
+	a.Load64(rax, rcx, ringHead)
+	a.MovRR32(rdx, rax)
 	slots := b.s.RingSlots
 	if slots == 0 {
 		slots = RingSlots
 	}
-	a.regOp(false, []byte{0x81}, 4, rdx) // and edx, slots-1
-	a.u32(uint32(slots - 1))
-	a.shift64(4, rdx, slotShift)
-	a.leaSIB(r11, rcx, rdx, 0, ringHeaderSize)
-	a.load64(rdx, r11, slotSeq)
-	a.alu64(0x29, rdx, rax) // sequence - ticket: 0 free, <0 full, >0 taken
-	a.jcc(ccNE, notFree)
-	a.lea(rdx, rax, 1)
-	a.lockCmpxchg(rcx, ringHead, rdx)
+	a.RegOp(false, []byte{0x81}, 4, rdx) // and edx, slots-1
+	a.U32(uint32(slots - 1))
+	a.Shift64(4, rdx, slotShift)
+	a.LeaSIB(r11, rcx, rdx, 0, ringHeaderSize)
+	a.Load64(rdx, r11, slotSeq)
+	a.ALU64(0x29, rdx, rax) // sequence - ticket: 0 free, <0 full, >0 taken
+	a.Jcc(ccNE, notFree)
+	a.Lea(rdx, rax, 1)
+	a.LockCmpxchg(rcx, ringHead, rdx)
 	b.pl.CAS = true
 	b.mark()
-	a.jcc(ccNE, retry)
+	a.Jcc(ccNE, retry)
 	b.pl.CAS, b.pl.Ticket = false, true
 	b.mark()
 
-	a.load64(rdx, rsp, int32(b.tsc))
-	a.store64(r11, slotTSC, rdx)
-	a.load32(rdx, rsp, int32(b.tid))
-	a.store32(r11, slotTID, rdx)
+	a.Load64(rdx, rsp, int32(b.tsc))
+	a.Store64(r11, slotTSC, rdx)
+	a.Load32(rdx, rsp, int32(b.tid))
+	a.Store32(r11, slotTID, rdx)
 	info := uint32(r.width)
 	if r.write {
 		info |= InfoWrite
 	}
-	a.storeImm32(r11, slotInfo, info)
-	a.movabs(rdx, b.pc)
-	a.store64(r11, slotPC, rdx)
-	a.load64(rdx, rsp, int32(b.ea))
-	a.store64(r11, slotAddr, rdx)
+	a.StoreImm32(r11, slotInfo, info)
+	a.Movabs(rdx, b.pc)
+	a.Store64(r11, slotPC, rdx)
+	a.Load64(rdx, rsp, int32(b.ea))
+	a.Store64(r11, slotAddr, rdx)
 	for i := 0; i < (r.width+7)/8; i++ {
-		a.load64(rdx, rsp, int32(r.value)+int32(8*i))
-		a.store64(r11, slotValue+int32(8*i), rdx)
+		a.Load64(rdx, rsp, int32(r.value)+int32(8*i))
+		a.Store64(r11, slotValue+int32(8*i), rdx)
 	}
-	a.lea(rdx, rax, 1)
-	a.store64(r11, slotSeq, rdx) // commit
+	a.Lea(rdx, rax, 1)
+	a.Store64(r11, slotSeq, rdx) // commit
 	b.pl.Ticket, b.pl.Records = false, i+1
 	b.mark()
-	a.jmp(done)
+	a.Jmp(done)
 
 	b.pl.Records = i
 	b.mark()
-	a.bind(notFree)
-	a.jcc(ccS, slow)
-	a.jmp(retry)
+	a.Bind(notFree)
+	a.Jcc(ccS, slow)
+	a.Jmp(retry)
 
-	a.bind(slow)
-	a.int3()
-	trap := a.addr()
-	a.jmp(done)
-	a.bind(done)
+	a.Bind(slow)
+	a.Int3()
+	trap := a.Addr()
+	a.Jmp(done)
+	a.Bind(done)
 	b.pl.Records = i + 1
 	b.mark()
 	b.d.Slow = append(b.d.Slow, Slow{Block: b.blk, Trap: trap, Ident: ident, PC: b.pc,

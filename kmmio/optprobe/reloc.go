@@ -1,6 +1,8 @@
 package optprobe
 
 import (
+	"github.com/mmiotrace/mmiotrace/internal/x86/asm"
+
 	"encoding/binary"
 	"fmt"
 
@@ -15,11 +17,11 @@ import (
 // program's code and unwinders see the program's own addresses. It returns
 // the instructions after the first of a copy that takes several (a call),
 // as offsets from its start, with how far each has moved RSP.
-func relocate(a *asm, in Insn) ([]midInsn, error) {
+func relocate(a *asm.Asm, in Insn) ([]midInsn, error) {
 	raw := in.Inst.Bytes()
 	off, n, ok := in.Inst.PCRel()
 	if !ok {
-		a.bytes(raw...)
+		a.Bytes(raw...)
 		return nil, nil
 	}
 	var rel int64
@@ -31,36 +33,36 @@ func relocate(a *asm, in Insn) ([]midInsn, error) {
 	target := in.End() + uint64(rel)
 	if !isBranch(in.Inst) {
 		// A RIP-relative operand: same bytes, new displacement.
-		start := len(a.b)
-		a.bytes(raw...)
-		d, ok := rel32(target, a.addr())
+		start := a.Here()
+		a.Bytes(raw...)
+		d, ok := asm.Rel32(target, a.Addr())
 		if !ok {
 			return nil, fmt.Errorf("optprobe: %v at %#x: operand %#x out of reach of the detour", in.Inst, in.PC, target)
 		}
-		binary.LittleEndian.PutUint32(a.b[start+off:], uint32(d))
+		a.PutU32(start+off, uint32(d))
 		return nil, nil
 	}
 	switch op := in.Inst.Op.Op; op {
 	case x86asm.JMP:
-		a.jmpAbs(target)
+		a.JmpAbs(target)
 	case x86asm.CALL:
 		ret := in.End()
-		start := a.here()
-		a.lea(rsp, rsp, -8) // lea, not sub: the flags are the program's
+		start := a.Here()
+		a.Lea(rsp, rsp, -8) // lea, not sub: the flags are the program's
 		var mids []midInsn
-		mids = append(mids, midInsn{a.here() - start, 8})
-		a.storeImm32(rsp, 0, uint32(ret))
-		mids = append(mids, midInsn{a.here() - start, 8})
-		a.storeImm32(rsp, 4, uint32(ret>>32))
-		mids = append(mids, midInsn{a.here() - start, 8})
-		a.jmpAbs(target)
+		mids = append(mids, midInsn{a.Here() - start, 8})
+		a.StoreImm32(rsp, 0, uint32(ret))
+		mids = append(mids, midInsn{a.Here() - start, 8})
+		a.StoreImm32(rsp, 4, uint32(ret>>32))
+		mids = append(mids, midInsn{a.Here() - start, 8})
+		a.JmpAbs(target)
 		return mids, nil
 	default:
 		cc, ok := jccCond[op]
 		if !ok {
 			return nil, fmt.Errorf("optprobe: %v at %#x: %w", in.Inst, in.PC, ErrNotRelocatable)
 		}
-		a.jccAbs(cc, target)
+		a.JccAbs(cc, target)
 	}
 	return nil, nil
 }

@@ -1,6 +1,8 @@
 package optprobe
 
 import (
+	"github.com/mmiotrace/mmiotrace/internal/x86/asm"
+
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -216,7 +218,7 @@ func (w *Window) Placements(limit int) []Interval {
 // jump's displacement does not put 0xCC on every interior boundary under
 // it, or does not fit.
 func (w *Window) Patch(detour uint64) ([]byte, error) {
-	d, ok := rel32(detour, w.Start()+JumpLen)
+	d, ok := asm.Rel32(detour, w.Start()+JumpLen)
 	if !ok {
 		return nil, fmt.Errorf("optprobe: detour at %#x is out of reach of %#x", detour, w.Start())
 	}

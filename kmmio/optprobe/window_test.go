@@ -1,6 +1,8 @@
 package optprobe
 
 import (
+	"github.com/mmiotrace/mmiotrace/internal/x86/asm"
+
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -168,11 +170,11 @@ func TestRelocate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := newAsm(to)
+			a := asm.New(to)
 			if _, err := relocate(a, w.Insns[0]); err != nil {
 				t.Fatal(err)
 			}
-			out, err := a.finish()
+			out, err := a.Finish()
 			if err != nil {
 				t.Fatal(err)
 			}
