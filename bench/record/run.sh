@@ -130,18 +130,11 @@ realprog() {
 	sum_trap[$name]=$(summary "$M" record --no-optimize --map "$mapped" -o /dev/null -- "$@")
 }
 
-db=$out/bench.db
-sqlite3 "$db" "PRAGMA page_size=4096; CREATE TABLE t(id INTEGER PRIMARY KEY, x TEXT);
-WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<3000)
-INSERT INTO t SELECT i, hex(randomblob(32)) || printf('%06d', i) FROM c;"
+# shellcheck source=realdata.sh
+. "$root/bench/record/realdata.sh"
+make_real_data "$out"
 dbsize=$(stat -c %s "$db")
-query='PRAGMA mmap_size=268435456; PRAGMA integrity_check; SELECT count(*), sum(length(x)) FROM t; SELECT x FROM t;'
 realprog sqlite3 "$db" sqlite3 "$db" "$query"
-
-mdb=$out/mdb
-mkdir "$mdb"
-awk 'BEGIN { for (i = 0; i < 3000; i++) printf "key%06d\nvalue-%06d-%s\n", i, i, substr("abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz", 1 + i % 20, 40) }' >"$out/kv.txt"
-mdb_load -T -f "$out/kv.txt" "$mdb"
 mdbsize=$(stat -c %s "$mdb/data.mdb")
 realprog mdb_dump "$mdb/data.mdb" mdb_dump "$mdb"
 
